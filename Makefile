@@ -1,0 +1,27 @@
+# Two entry points: `make demo` runs the main job end to end on the embedded
+# synthetic dataset; `make test` runs the test suite. Each creates (or reuses)
+# the virtualenv in .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.kreid-installed
+DEMO_DIR ?= demo_out
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) bin/demo.py --workdir=$(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,172 @@
+"""tf.data pipelines: records + PK index batches -> decoded, augmented image batches.
+
+Training: the :class:`PKSampler` gives the indices of step ``t`` (a pure
+function of seed and step), files are read and decoded (JPEG/PNG/BMP) in a
+parallel, order-preserving map, augmented with stateless seeds derived from
+(seed, element index), batched to P*K and prefetched. Evaluation: every
+record once, in order, as the chosen test-time views.
+
+Bad files: a missing file or one that is not a JPEG/PNG/BMP/GIF stops the
+pipeline with an error that names it. Other decoder failures (a truncated
+JPEG) raise inside TensorFlow without a name; :func:`iterate` catches them and
+names every unreadable file. With ``skip_corrupt=True`` all files are checked
+up front and unreadable ones are dropped and counted instead.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from kreid.data import augment as aug
+from kreid.data.records import Record
+from kreid.data.sampler import PKSampler
+from kreid.errors import EmptySplitError, ImageReadError
+
+log = logging.getLogger(__name__)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def read_image(path: tf.Tensor) -> tf.Tensor:
+    """Read and decode one image to uint8 (H, W, 3), failing with the path for non-images."""
+    data = tf.io.read_file(path)
+    head = tf.strings.substr(data, 0, 4)
+    known = tf.reduce_any([
+        tf.strings.substr(head, 0, 2) == b"\xff\xd8",
+        head == b"\x89PNG",
+        tf.strings.substr(head, 0, 2) == b"BM",
+        tf.strings.substr(head, 0, 3) == b"GIF",
+    ])
+    with tf.control_dependencies([tf.debugging.Assert(
+            known, ["not a JPEG/PNG/BMP/GIF image (empty or corrupt file):", path])]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.ensure_shape(image, (None, None, 3))
+
+
+def check_image(path: str) -> str | None:
+    """None if ``path`` decodes to an image, else the reason it does not."""
+    import cv2
+
+    if not os.path.isfile(path):
+        return "missing file"
+    try:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # pragma: no cover - depends on codec build
+        return f"decoder error: {exc}"
+    if image is None or image.size == 0:
+        return "not a decodable image"
+    with open(path, "rb") as f:  # cv2 tolerates truncated JPEGs; TensorFlow does not
+        f.seek(-2, os.SEEK_END)
+        if f.read(2) != b"\xff\xd9" and path.lower().endswith((".jpg", ".jpeg")):
+            return "truncated JPEG (no end-of-image marker)"
+    return None
+
+
+def find_bad_images(paths: Sequence[str], workers: int = 4) -> dict[str, str]:
+    """Check every file in parallel; returns {path: reason} for unreadable ones."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        reasons = list(pool.map(check_image, paths, chunksize=64))
+    return {p: r for p, r in zip(paths, reasons) if r is not None}
+
+
+def drop_bad_images(records: Sequence[Record]) -> tuple[list[Record], dict[str, str]]:
+    bad = find_bad_images([r.path for r in records])
+    if bad:
+        log.warning("skipping %d unreadable images, e.g. %s (%s)", len(bad),
+                    next(iter(bad)), next(iter(bad.values())))
+    return [r for r in records if r.path not in bad], bad
+
+
+def iterate(dataset: tf.data.Dataset, records: Sequence[Record]) -> Iterator:
+    """Iterate ``dataset``; a decode failure is re-raised as ImageReadError naming the files."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as exc:
+            bad = find_bad_images([r.path for r in records])
+            if not bad:
+                raise
+            listed = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:10])
+            raise ImageReadError(
+                f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, or pass "
+                "skip_corrupt=True to drop and count them") from exc
+
+
+def _columns(records: Sequence[Record], split: str):
+    if not records:
+        raise EmptySplitError(f"the {split} split is empty: nothing to feed the pipeline")
+    paths = tf.constant([r.path for r in records])
+    labels = tf.constant([r.label if r.label >= 0 else r.pid for r in records], tf.int64)
+    return paths, labels
+
+
+def train_dataset(records: Sequence[Record], p: int, k: int, image_size: tuple[int, int],
+                  seed: int = 0, start_step: int = 0,
+                  augment: aug.AugmentConfig | None = None, preprocessing: str = "scale",
+                  skip_corrupt: bool = False, short: str = "replicate",
+                  num_parallel_calls: int = AUTOTUNE) -> tf.data.Dataset:
+    """Infinite dataset of (images [P*K, H, W, 3] float32, labels [P*K] int64) batches.
+
+    Labels are the records' contiguous training labels. Step ``t`` of the
+    stream is batch ``start_step + t`` of the sampler.
+    """
+    if skip_corrupt:
+        records, _ = drop_bad_images(records)
+    records = list(records)
+    paths, labels = _columns(records, "train")
+    sampler = PKSampler([r.label if r.label >= 0 else r.pid for r in records], p, k,
+                        seed=seed, short=short)
+    config = augment or aug.AugmentConfig()
+    size = tuple(image_size)
+    batch = p * k
+
+    def indices():
+        step = start_step
+        while True:
+            yield sampler.batch_at(step)
+            step += 1
+
+    def load(index, idx):
+        seed_pair = tf.stack([tf.cast(seed, tf.int64), index])
+        image = read_image(tf.gather(paths, idx))
+        image = aug.augment(image, size, config, seed_pair)
+        return aug.preprocess(image, preprocessing), tf.gather(labels, idx)
+
+    ds = tf.data.Dataset.from_generator(
+        indices, output_signature=tf.TensorSpec([batch], tf.int64)).unbatch()
+    ds = tf.data.Dataset.zip(tf.data.Dataset.range(start_step * batch, 2 ** 62), ds)
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def eval_dataset(records: Sequence[Record], image_size: tuple[int, int], tta: str = "none",
+                 preprocessing: str = "scale", batch_size: int = 64,
+                 num_parallel_calls: int = AUTOTUNE) -> tf.data.Dataset:
+    """Every record once, in order: batches of views [B, V, H, W, 3] float32."""
+    paths, _ = _columns(records, "evaluation")
+    size = tuple(image_size)
+
+    def load(path):
+        return aug.preprocess(aug.tta_views(read_image(path), size, tta), preprocessing)
+
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def batch_grid(images: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Tile a PK batch into one uint8 image: one row per identity (K images each)."""
+    images = np.asarray(images, np.float32)
+    lo, hi = images.min(), images.max()
+    images = ((images - lo) / max(hi - lo, 1e-6) * 255).astype(np.uint8)
+    n, h, w, _ = images.shape
+    rows = images.reshape(n // k, k, h, w, 3)
+    return rows.transpose(0, 2, 1, 3, 4).reshape(n // k * h, k * w, 3)

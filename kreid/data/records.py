@@ -1,0 +1,100 @@
+"""Plain-data records and the dataset container every loader returns.
+
+A record knows nothing of TensorFlow: it is the path of one image plus its
+identity, camera, optional tracklet and optional attribute vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kreid.errors import EmptySplitError
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One image of a re-identification dataset.
+
+    Attributes:
+      path: absolute path of the image file.
+      pid: identity as the dataset numbers it (original id). Market rules:
+        ``0`` is a distractor, ``-1`` junk (loaders drop junk).
+      camid: 0-based camera index (``-1`` when the dataset has no cameras).
+      label: contiguous class index 0..N-1 over the *training* identities,
+        for losses that need one; ``-1`` in query/gallery records.
+      trackid: tracklet index (MARS) or ``-1``.
+      attributes: per-identity attribute vector (int8), or ``None``.
+    """
+
+    path: str
+    pid: int
+    camid: int
+    label: int = -1
+    trackid: int = -1
+    attributes: tuple[int, ...] | None = None
+
+
+def relabel(records: Iterable[Record]) -> list[Record]:
+    """Give train records contiguous labels 0..N-1 in sorted original-pid order."""
+    records = list(records)
+    mapping = {pid: i for i, pid in enumerate(sorted({r.pid for r in records}))}
+    return [dataclasses.replace(r, label=mapping[r.pid]) for r in records]
+
+
+def attach_attributes(records: Iterable[Record],
+                      table: dict[int, Sequence[int]]) -> list[Record]:
+    """Attach per-identity attribute vectors (identities absent from ``table`` get None)."""
+    out = []
+    for r in records:
+        vec = table.get(r.pid)
+        out.append(dataclasses.replace(
+            r, attributes=None if vec is None else tuple(int(v) for v in vec)))
+    return out
+
+
+@dataclasses.dataclass
+class ReidDataset:
+    """What every loader returns: three lists of records plus metadata."""
+
+    name: str
+    root: str
+    train: list[Record]
+    query: list[Record]
+    gallery: list[Record]
+    attribute_names: tuple[str, ...] = ()
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_train_ids(self) -> int:
+        return len({r.pid for r in self.train})
+
+    def arrays(self, split: str) -> dict[str, np.ndarray]:
+        """Column arrays (path, pid, camid, label, trackid) of one split."""
+        recs = getattr(self, split)
+        return {
+            "path": np.array([r.path for r in recs], dtype=object),
+            "pid": np.array([r.pid for r in recs], dtype=np.int64),
+            "camid": np.array([r.camid for r in recs], dtype=np.int64),
+            "label": np.array([r.label for r in recs], dtype=np.int64),
+            "trackid": np.array([r.trackid for r in recs], dtype=np.int64),
+        }
+
+    def check_nonempty(self, *splits: str) -> None:
+        for split in splits or ("train", "query", "gallery"):
+            if not getattr(self, split):
+                raise EmptySplitError(
+                    f"dataset {self.name!r} at {self.root}: split {split!r} is empty; "
+                    "check the root folder and the loader options")
+
+    def summary(self) -> str:
+        lines = [f"{self.name} ({self.root})",
+                 "  split      ids   images  cameras"]
+        for split in ("train", "query", "gallery"):
+            recs = getattr(self, split)
+            ids = len({r.pid for r in recs})
+            cams = len({r.camid for r in recs})
+            lines.append(f"  {split:<8}{ids:>6}{len(recs):>9}{cams:>9}")
+        return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""PK batch sampling (Hermans et al. 2017, Sec. 3.5), pure NumPy and seeded.
+
+A batch holds P identities drawn uniformly without replacement and K images
+of each: without replacement when the identity has at least K images,
+otherwise all its images and then repeats (``short='replicate'``, the
+paper's choice), or refused (``short='error'``), or such identities are
+never drawn (``short='skip'``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from kreid.errors import SamplerError
+
+SHORT_POLICIES = ("replicate", "error", "skip")
+
+
+class PKSampler:
+    """Infinite stream of PK index batches with a restorable RNG state.
+
+    Args:
+      pids: identity of each item (any integers).
+      p: identities per batch.
+      k: images per identity.
+      seed: RNG seed.
+      short: what to do with identities that have fewer than K images.
+
+    Example:
+      >>> s = PKSampler([0, 0, 1, 1, 2, 2], p=2, k=2, seed=0)
+      >>> len(next(iter(s)))
+      4
+    """
+
+    def __init__(self, pids: Sequence[int], p: int, k: int, seed: int = 0,
+                 short: str = "replicate"):
+        if p < 1 or k < 1:
+            raise SamplerError(f"P and K must be positive, got P={p}, K={k}")
+        if short not in SHORT_POLICIES:
+            raise SamplerError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
+        pids = np.asarray(pids)
+        ids, inverse, counts = np.unique(pids, return_inverse=True, return_counts=True)
+        too_few = ids[counts < k]
+        if short == "error" and len(too_few):
+            raise SamplerError(
+                f"K={k} but {len(too_few)} identities have fewer images (e.g. identity "
+                f"{too_few[0]} has {counts[counts < k][0]}); lower K or use short='replicate'")
+        keep = counts >= k if short == "skip" else np.ones(len(ids), bool)
+        self._members = [np.flatnonzero(inverse == i) for i in np.flatnonzero(keep)]
+        if len(self._members) < p:
+            raise SamplerError(
+                f"P={p} identities per batch but only {len(self._members)} are available"
+                + (f" with at least K={k} images" if short == "skip" else ""))
+        self.p, self.k, self.seed = p, k, seed
+        self.step = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            yield self.next_batch()
+
+    def next_batch(self) -> np.ndarray:
+        batch = self.batch_at(self.step)
+        self.step += 1
+        return batch
+
+    def batch_at(self, step: int) -> np.ndarray:
+        """The batch of training step ``step``: a pure function of (seed, step),
+        so a resumed run draws exactly the batches it would have drawn."""
+        rng = np.random.default_rng([self.seed, step])
+        chosen = rng.choice(len(self._members), self.p, replace=False)
+        out = np.empty(self.p * self.k, np.int64)
+        for i, c in enumerate(chosen):
+            members = rng.permutation(self._members[c])
+            if len(members) < self.k:
+                members = np.resize(members, self.k)  # all images, then repeats
+            out[i * self.k:(i + 1) * self.k] = members[:self.k]
+        return out
+
+    @property
+    def state(self) -> dict:
+        """JSON-serialisable position of the stream, for resuming training."""
+        return {"seed": self.seed, "step": self.step}
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self.seed, self.step = int(value["seed"]), int(value["step"])
+
+
+def pk_batches(pids: Sequence[int], p: int, k: int, seed: int = 0,
+               short: str = "replicate", num_batches: int | None = None) -> Iterator[np.ndarray]:
+    """Yield index arrays of length P*K (forever unless ``num_batches`` is given)."""
+    sampler = PKSampler(pids, p, k, seed=seed, short=short)
+    while num_batches is None or sampler.step < num_batches:
+        yield sampler.next_batch()
