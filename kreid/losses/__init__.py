@@ -6,7 +6,7 @@ to loss functions so that configs can name them.
 """
 
 from kreid.losses.distances import pairwise_distance
-from kreid.losses.triplet import (batch_all, batch_hard, lifted, lifted_generalized,
+from kreid.losses.triplet_family import (batch_all, batch_hard, lifted, lifted_generalized,
                                   triplet, triplet_stats)
 
 __all__ = ["pairwise_distance", "batch_hard", "batch_all", "lifted", "lifted_generalized",

@@ -99,3 +99,79 @@ def triplet(x, triplets, margin, metric="euclidean", nonzero=False):
         dan = cdist(x[a:a + 1], x[n:n + 1], metric)[0, 0]
         terms.append(hinge(dap - dan, margin))
     return average(terms, nonzero)
+
+
+def log_softmax_at(logits, index):
+    return logits[index] - logsumexp(logits)
+
+
+def am_softmax(features, weights, labels, scale, margin):
+    """Eq. (2) of Sabri et al. with the theta + m > pi continuation."""
+    total, count = 0.0, 0
+    for f, y in zip(features, labels):
+        cos = np.array([f @ w / np.linalg.norm(f) / np.linalg.norm(w) for w in weights.T])
+        cos = np.clip(cos, -1 + 1e-7, 1 - 1e-7)
+        logits = scale * cos
+        theta = np.arccos(cos[y])
+        if margin:
+            if theta + margin <= np.pi:
+                logits[y] = scale * np.cos(theta + margin)
+            else:
+                logits[y] = scale * (cos[y] - margin * np.sin(margin))
+        total -= log_softmax_at(logits, y)
+        count += 1
+    return total / count
+
+
+def ntuplet(x, tuplets, temperature, kind="cosine"):
+    losses = []
+    for row in tuplets:
+        a = x[row[0]]
+        sims = []
+        for j in row[1:]:
+            if kind == "cosine":
+                sims.append(a @ x[j] / np.linalg.norm(a) / np.linalg.norm(x[j]))
+            else:
+                sims.append(-np.linalg.norm(a - x[j]))
+        losses.append(-log_softmax_at(np.array(sims) / temperature, 0))
+    return float(np.mean(losses))
+
+
+def _protos(x, y, a):
+    classes = sorted(set(y.tolist()), key=lambda c: list(y).index(c))
+    out = []
+    for c in classes:
+        members = [i for i in range(len(x)) if y[i] == c and not (c == y[a] and i == a)]
+        out.append(np.mean([x[i] for i in members], axis=0) if members else None)
+    return classes, out
+
+
+def prototypical(x, y, temperature, mapping=None):
+    losses = []
+    for a in range(len(x)):
+        classes, protos = _protos(x, y, a)
+        if protos[classes.index(y[a])] is None or len(classes) < 2:
+            continue
+        if mapping is not None:
+            protos = [mapping(p) for p in protos]
+        sims = np.array([x[a] @ p / np.linalg.norm(x[a]) / np.linalg.norm(p) for p in protos])
+        losses.append(-log_softmax_at(sims / temperature, classes.index(y[a])))
+    return float(np.mean(losses)) if losses else 0.0
+
+
+def point_to_set(x, y, margin, set_distance="prototype"):
+    terms = []
+    for a in range(len(x)):
+        classes = sorted(set(y.tolist()))
+        own = [i for i in range(len(x)) if y[i] == y[a] and i != a]
+        if not own or len(classes) < 2:
+            continue
+
+        def dist(members):
+            if set_distance == "prototype":
+                return np.linalg.norm(x[a] - np.mean([x[i] for i in members], axis=0))
+            return np.mean([np.linalg.norm(x[a] - x[i]) for i in members])
+
+        d_neg = min(dist([i for i in range(len(x)) if y[i] == c]) for c in classes if c != y[a])
+        terms.append(hinge(dist(own) - d_neg, margin))
+    return average(terms, False)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kreid.losses import distances, triplet
+from kreid.losses import distances
+from kreid.losses import triplet_family as triplet
 from tests.losses import reference as ref
 
 LOSSES = ["batch_hard", "batch_all", "lifted", "lifted_generalized"]
@@ -138,3 +139,23 @@ def test_stats():
     np.testing.assert_allclose(s["hardest_neg"], 2.75)
     np.testing.assert_allclose(s["norm"], 9 / 4)
     assert s["top1"] == 0.75                        # anchor 2 is nearest to 1 (id 0)
+
+
+@pytest.mark.parametrize("cls,fn", [("BatchHardLoss", "batch_hard"), ("BatchAllLoss", "batch_all"),
+                                    ("LiftedLoss", "lifted"),
+                                    ("LiftedGeneralizedLoss", "lifted_generalized")])
+def test_keras_wrappers_in_model_fit(cls, fn):
+    import keras
+
+    from kreid.losses import keras_losses
+
+    x, y = _batch(8, scale=0.5)
+    loss_obj = getattr(keras_losses, cls)(margin=0.3)
+    np.testing.assert_allclose(float(loss_obj(y, x)), float(getattr(triplet, fn)(x, y, margin=0.3)),
+                               rtol=1e-6)
+    clone = getattr(keras_losses, cls).from_config(loss_obj.get_config())
+    assert clone.margin == 0.3
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model.compile(optimizer="sgd", loss=loss_obj)
+    history = model.fit(x, y, batch_size=12, epochs=2, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"]).all()

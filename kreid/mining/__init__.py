@@ -1,0 +1,1 @@
+"""Offline miners: triplet/tuplet samplers, offline hard mining, RPTM (GMS relational matrix)."""

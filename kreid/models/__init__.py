@@ -1,0 +1,50 @@
+"""Model registry: ``build(name, input_shape=(H, W, 3), embedding_dim=128, **kwargs)``.
+
+Every model maps images (preprocessed as the model's ``preprocessing`` says)
+to embeddings and is a Keras functional model whose convolutional part is the
+nested sub-model ``backbone`` (so it can be frozen). Heads for the joint losses
+live in :mod:`kreid.models.heads`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+
+_REGISTRY: dict[str, Callable[..., keras.Model]] = {}
+# Input scaling each model expects (see kreid.data.augment.preprocess).
+PREPROCESSING: dict[str, str] = {}
+
+
+def register(name: str, preprocessing: str):
+    def wrap(fn):
+        _REGISTRY[name] = fn
+        PREPROCESSING[name] = preprocessing
+        return fn
+    return wrap
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build(name: str, input_shape=(128, 64, 3), embedding_dim: int | None = None,
+          **kwargs) -> keras.Model:
+    """Build model ``name``; ``embedding_dim`` None keeps the model's own default
+    (128 for lunet, trinet and mobilenet_edge; 2048 for resnet50_reid)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(names())}")
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"input_shape must be (H, W, 3), got {input_shape}")
+    if embedding_dim is not None:
+        kwargs["embedding_dim"] = embedding_dim
+    return _REGISTRY[name](tuple(input_shape), **kwargs)
+
+
+def freeze_backbone(model: keras.Model, frozen: bool = True) -> None:
+    """Freeze (or unfreeze) the nested ``backbone`` sub-model, e.g. for MPN's stage 2."""
+    model.get_layer("backbone").trainable = not frozen
+
+
+from kreid.models import lunet, mobilenet, resnet  # noqa: E402,F401  (register models)

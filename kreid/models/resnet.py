@@ -1,0 +1,170 @@
+"""ResNet-50 based models: TriNet (Hermans et al. 2017) and the ReID variants of the other papers.
+
+* ``trinet``: Keras' ResNet-50 without its top, global average pooling,
+  FC 1024 - BN - ReLU - FC 128 (25.74 M parameters).
+* ``resnet50_reid``: a ResNet-50 written here with Keras' layer names (so
+  ImageNet weights copy over by name) and the usual ReID options: last stride
+  1, IBN-a (instance norm on half of the channels of the first norm of every
+  block in the first three stages), squeeze-excitation, and a BN-neck; the
+  feature is 2048-d (a linear reduction is added if ``embedding_dim`` differs).
+
+``weights``: None (random), ``'imagenet'`` (Keras downloads them; needs the
+network), or the path of a local weights file of Keras' ResNet-50 without top
+(``.weights.h5`` or the legacy ``.h5``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from kreid.models import register
+
+_BN_EPS = 1.001e-5
+_STAGES = ((2, 64, 3), (3, 128, 4), (4, 256, 6), (5, 512, 3))
+
+
+def resnet50_base(input_shape, weights=None) -> keras.Model:
+    """Keras' ResNet-50 without top (global average pooled), weights loaded as requested."""
+    if weights is None:
+        return keras.applications.ResNet50(include_top=False, weights=None,
+                                           input_shape=input_shape, pooling="avg")
+    if weights == "imagenet":
+        try:
+            return keras.applications.ResNet50(include_top=False, weights="imagenet",
+                                               input_shape=input_shape, pooling="avg")
+        except Exception as exc:  # no network: a download error of some kind
+            raise RuntimeError(
+                "ImageNet weights for ResNet-50 could not be downloaded "
+                f"({type(exc).__name__}: {exc}); pass weights=<path of a local "
+                "resnet50 no-top weights file> instead") from exc
+    path = os.path.expanduser(str(weights))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path} (expected Keras ResNet-50 "
+                                "no-top weights, .weights.h5 or .h5)")
+    base = keras.applications.ResNet50(include_top=False, weights=None,
+                                       input_shape=input_shape, pooling="avg")
+    try:
+        base.load_weights(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: not loadable as ResNet-50 no-top weights ({exc})") from exc
+    return base
+
+
+@register("trinet", preprocessing="imagenet")
+def trinet(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None) -> keras.Model:
+    """TriNet: ResNet-50 + FC1024-BN-ReLU + FC(embedding_dim)."""
+    base = resnet50_base(input_shape, weights)
+    inputs = keras.Input(input_shape, name="images")
+    backbone = keras.Model(base.input, base.output, name="backbone")
+    x = backbone(inputs)
+    x = layers.Dense(1024, kernel_initializer="he_normal", name="fc1")(x)
+    x = layers.ReLU(name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
+    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    return keras.Model(inputs, x, name="trinet")
+
+
+def _norm(x, name, ibn: bool):
+    if not ibn:
+        return layers.BatchNormalization(epsilon=_BN_EPS, name=name)(x)
+    half = x.shape[-1] // 2
+    # instance norm = group norm with one channel per group
+    a = layers.GroupNormalization(groups=half, epsilon=1e-5, name=f"{name}_in")(
+        _Slice(0, half, name=f"{name}_in_split")(x))
+    b = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_bnhalf")(
+        _Slice(half, x.shape[-1], name=f"{name}_bn_split")(x))
+    return layers.Concatenate(name=f"{name}_ibn")([a, b])
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class _Slice(layers.Layer):
+    """Channel slice [start, stop) (a named layer instead of a lambda, so models serialise)."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+def _se(x, name, reduction=16):
+    c = x.shape[-1]
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    s = layers.Conv2D(c // reduction, 1, activation="relu", name=f"{name}_se_reduce")(s)
+    s = layers.Conv2D(c, 1, activation="sigmoid", name=f"{name}_se_expand")(s)
+    return layers.Multiply(name=f"{name}_se_scale")([x, s])
+
+
+def _bottleneck(x, filters, stride, name, project, ibn, se):
+    if project:
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+        shortcut = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_0_bn")(shortcut)
+    else:
+        shortcut = x
+    y = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+    y = layers.Activation("relu", name=f"{name}_1_relu")(_norm(y, f"{name}_1_bn", ibn))
+    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(y)
+    y = layers.Activation("relu", name=f"{name}_2_relu")(
+        layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_2_bn")(y))
+    y = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(y)
+    y = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_3_bn")(y)
+    if se:
+        y = _se(y, name)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def resnet50_backbone(input_shape, last_stride: int = 1, ibn: bool = False,
+                      se: bool = False) -> keras.Model:
+    inputs = keras.Input(input_shape, name="images")
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.Activation("relu", name="conv1_relu")(
+        layers.BatchNormalization(epsilon=_BN_EPS, name="conv1_bn")(x))
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    for stage, filters, blocks in _STAGES:
+        for b in range(1, blocks + 1):
+            stride = 1 if stage == 2 or b > 1 else (last_stride if stage == 5 else 2)
+            x = _bottleneck(x, filters, stride, f"conv{stage}_block{b}", project=b == 1,
+                            ibn=ibn and stage < 5, se=se)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, x, name="backbone")
+
+
+def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
+    """Copy weights of same-named, same-shaped layers; returns the number of layers copied."""
+    src = {layer.name: layer for layer in source.layers}
+    copied = 0
+    for layer in target.layers:
+        other = src.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        if [w.shape for w in layer.weights] == [w.shape for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            copied += 1
+    return copied
+
+
+@register("resnet50_reid", preprocessing="imagenet")
+def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_stride: int = 1,
+                  ibn: bool = False, se: bool = False, bnneck: bool = True,
+                  weights=None) -> keras.Model:
+    """ResNet-50 ReID baseline (BoT-style): last stride 1, optional IBN-a/SE, BN-neck."""
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    backbone = resnet50_backbone(input_shape, last_stride, ibn, se)
+    if weights is not None:
+        copy_weights_by_name(resnet50_base(input_shape, weights), backbone)
+    inputs = keras.Input(input_shape, name="images")
+    x = backbone(inputs)
+    if embedding_dim != 2048:
+        x = layers.Dense(embedding_dim, kernel_initializer="he_normal", name="reduction")(x)
+    if bnneck:  # BN without shift: the BN-neck of Luo et al. (bias frozen at 0)
+        x = layers.BatchNormalization(center=False, name="bnneck")(x)
+    return keras.Model(inputs, x, name="resnet50_reid")

@@ -1,0 +1,155 @@
+"""Margin softmax (Sabri et al.) and unified-view losses (Zhang et al.) against NumPy loops."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kreid.losses import margin_softmax as ms
+from kreid.losses import unified
+from kreid.mining import triplets as miners
+from kreid.models import heads
+from tests.losses import reference as ref
+
+
+def _data(seed, b=12, d=16, c=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(b, d)).astype(np.float32)
+    y = rng.integers(0, c, b)
+    w = rng.normal(size=(d, c)).astype(np.float32)
+    return x, y, w
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.3, 0.5, 3.0])
+def test_am_softmax_matches_reference(margin):
+    for seed in range(3):
+        x, y, w = _data(seed)
+        cos = tf.matmul(tf.math.l2_normalize(x, 1), tf.math.l2_normalize(w, 0))
+        got = float(ms.am_softmax(cos, y, scale=16.0, margin=margin))
+        want = ref.am_softmax(x.astype(np.float64), w.astype(np.float64), y, 16.0, margin)
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_angular_margin_head_and_gradients_at_cos_one():
+    x, y, w = _data(1, c=3)
+    head = heads.AngularMarginHead(3, scale=30.0, margin=0.5)
+    head.build(x.shape)
+    head.kernel.assign(np.concatenate([x[:1].T, w[:, 1:]], axis=1))   # cos = 1 for sample 0
+    with tf.GradientTape() as tape:
+        loss = ms.softmax_cross_entropy(head(x, y), y)
+    grads = tape.gradient(loss, head.trainable_weights)
+    assert np.isfinite(float(loss)) and all(np.isfinite(g.numpy()).all() for g in grads)
+    inference = head(x)                                     # no labels: no margin
+    np.testing.assert_allclose(inference.numpy(), 30.0 * np.clip(head.cosine(x).numpy(),
+                                                                 -1 + 1e-7, 1 - 1e-7), rtol=1e-5)
+
+
+def test_target_logit_decreases_with_theta_beyond_pi():
+    theta = np.linspace(0.01, np.pi - 0.01, 200)
+    cos = tf.constant(np.cos(theta)[:, None].astype(np.float32))
+    logits = ms.angular_margin_logits(cos, tf.zeros(200, tf.int32), 1.0, 0.8).numpy()[:, 0]
+    assert (np.diff(logits) < 0).all()
+
+
+def test_attribute_heads_slices_and_loss():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 64)).astype(np.float32)
+    labels = rng.integers(0, 2, (6, 3))
+    labels[0, 1] = -1                                      # a missing label is ignored
+    head = heads.AttributeHeads(3, slice_dim=16, scale=8.0, margin=0.2)
+    logits = head(x, labels)
+    assert logits.shape == (6, 3, 2)
+    losses = []
+    for i in range(3):                                    # attribute i sees dims 16i..16i+15
+        w = head.kernel.numpy()[i]
+        for b in range(6):
+            if labels[b, i] >= 0:
+                losses.append(ref.am_softmax(x[b:b + 1, 16 * i:16 * (i + 1)].astype(np.float64),
+                                             w.astype(np.float64), labels[b:b + 1, i], 8.0, 0.2))
+    np.testing.assert_allclose(float(ms.attribute_loss(logits, labels)), np.mean(losses),
+                               rtol=1e-4)
+    with pytest.raises(ValueError, match="need a feature of >= 64"):
+        heads.AttributeHeads(4, slice_dim=16)(x[:, :32])
+
+
+def test_joint_losses_compose():
+    x, y, w = _data(2)
+    logits = tf.constant(np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32))
+    from kreid.losses.triplet_family import batch_hard
+    ce = float(ms.softmax_cross_entropy(logits, y))
+    bh = float(batch_hard(x, y, margin="soft"))
+    np.testing.assert_allclose(float(ms.am_bh(logits, x, y, gamma=0.43)), ce + 0.43 * bh,
+                               rtol=1e-5)
+    bh_norm = float(batch_hard(tf.math.l2_normalize(x, 1), y, margin=1.0))
+    np.testing.assert_allclose(float(ms.am_bh(logits, x, y, 1.0, bh_margin=1.0,
+                                              bh_features="normalized")), ce + bh_norm, rtol=1e-5)
+    attr_logits = tf.zeros((12, 2, 2))
+    attr_labels = np.zeros((12, 2), int)
+    got = float(ms.am_bh(logits, x, y, 0.33, attr_logits=attr_logits, attr_labels=attr_labels,
+                         lam=0.25))
+    np.testing.assert_allclose(got, ce + 0.33 * bh + 0.25 * np.log(2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "euclidean"])
+def test_ntuplet_matches_reference(kind):
+    x, _, _ = _data(3)
+    y = np.repeat(np.arange(6), 2)
+    t = miners.sample_tuplets(y, n=4, num=7, rng=np.random.default_rng(0))
+    assert t.shape == (7, 5)
+    assert all(y[r[0]] == y[r[1]] and len({y[i] for i in r[1:]}) == 4 for r in t)
+    got = float(unified.ntuplet(x, t, temperature=0.5, similarity_kind=kind))
+    np.testing.assert_allclose(got, ref.ntuplet(x.astype(np.float64), t, 0.5, kind), rtol=1e-4)
+
+
+def test_prototypical_and_meta_match_reference():
+    x, _, _ = _data(4)
+    y = np.array([3, 3, 3, 1, 1, 7, 7, 7, 7, 9, 9, 2])     # identity 2 has one image
+    got = float(unified.prototypical_ntuplet(x, y, temperature=0.2))
+    np.testing.assert_allclose(got, ref.prototypical(x.astype(np.float64), y, 0.2), rtol=1e-4)
+    head = heads.MetaPrototypeHead(reduction=8, initial_temperature=0.2)
+    loss = head(x, y, training=False)
+
+    def phi(p):
+        h = p @ head.fc1.kernel.numpy() + head.fc1.bias.numpy()
+        bn = head.bn
+        h = (h - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon) \
+            * bn.gamma.numpy() + bn.beta.numpy()
+        return h @ head.fc2.kernel.numpy() + head.fc2.bias.numpy()
+
+    want = ref.prototypical(x.astype(np.float64), y, float(head.temperature), mapping=phi)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4)
+    with tf.GradientTape() as tape:
+        loss = head(x, y, training=True)
+    grads = tape.gradient(loss, head.trainable_weights)
+    names = [w.path for w, g in zip(head.trainable_weights, grads) if g is not None]
+    assert any("log_tau" in n for n in names)             # the temperature is learnt
+
+
+@pytest.mark.parametrize("set_distance", ["prototype", "mean"])
+@pytest.mark.parametrize("margin", [0.3, "soft"])
+def test_point_to_set_matches_reference(set_distance, margin):
+    x, _, _ = _data(5)
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 5])
+    got = float(unified.point_to_set(x, y, margin=margin, set_distance=set_distance))
+    want = ref.point_to_set(x.astype(np.float64), y, margin, set_distance)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_unified_degenerate_batches_are_finite():
+    x = np.zeros((6, 16), np.float32)
+    for y in (np.zeros(6, int), np.arange(6)):
+        for fn in (lambda e: unified.prototypical_ntuplet(e, y),
+                   lambda e: unified.point_to_set(e, y)):
+            v = tf.Variable(x)
+            with tf.GradientTape() as tape:
+                loss = fn(v)
+            assert float(loss) == 0.0 and np.isfinite(tape.gradient(loss, v).numpy()).all()
+
+
+def test_bnneck_classifier():
+    x, y, _ = _data(6)
+    head = heads.BNNeckClassifier(5)
+    logits = head(x, training=True)
+    assert logits.shape == (12, 5)
+    assert not head.bn.center                               # BN-neck: no shift
+    loss = ms.softmax_cross_entropy(logits, y, label_smoothing=0.1)
+    assert np.isfinite(float(loss))

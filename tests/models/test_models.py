@@ -1,0 +1,136 @@
+"""Model registry: parameter counts, input sizes, serialisation, weight loading, freezing."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kreid import models
+from kreid.models import heads
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_lunet_has_5_00_million_parameters():
+    model = models.build("lunet", (128, 64, 3))
+    assert abs(_trainable(model) - 5.00e6) / 5.00e6 < 0.01
+    assert model.get_layer("backbone").output.shape[-1] == 1024   # 4 x 2 x 128, Table 6
+    layer_types = {type(l).__name__ for l in model.get_layer("backbone").layers}
+    assert "MaxPooling2D" in layer_types and "LeakyReLU" in layer_types
+    assert all(l.strides == (1, 1) for l in model.get_layer("backbone").layers
+               if isinstance(l, keras.layers.Conv2D))              # max-pooling, no strides
+
+
+def test_trinet_has_25_74_million_parameters():
+    model = models.build("trinet", (256, 128, 3))
+    assert abs(_trainable(model) - 25.74e6) / 25.74e6 < 0.01
+    assert model.output.shape == (None, 128)
+
+
+@pytest.mark.parametrize("name", ["lunet", "mobilenet_edge"])
+@pytest.mark.parametrize("size", [(256, 128), (128, 64), (64, 32)])
+def test_builds_at_reid_sizes(name, size):
+    model = models.build(name, (*size, 3))
+    out = model(np.zeros((2, *size, 3), np.float32), training=False)
+    assert out.shape == (2, 128)
+
+
+def test_resnet50_reid_variants():
+    plain = models.build("resnet50_reid", (128, 64, 3))
+    assert plain.output.shape == (None, 2048)
+    c5 = plain.get_layer("backbone").get_layer("conv5_block3_out").output.shape
+    assert c5[1:3] == (8, 4)                                     # last stride 1: 1/16
+    s2 = models.build("resnet50_reid", (128, 64, 3), last_stride=2, bnneck=False)
+    assert s2.get_layer("backbone").get_layer("conv5_block3_out").output.shape[1:3] == (4, 2)
+    ibn = models.build("resnet50_reid", (64, 32, 3), ibn=True, se=True, embedding_dim=256)
+    names = [l.name for l in ibn.get_layer("backbone").layers]
+    assert "conv2_block1_1_bn_in" in names and "conv5_block1_1_bn" in names   # IBN in stages 2-4
+    assert "conv3_block2_se_scale" in names
+    assert ibn.output.shape == (None, 256)
+    assert isinstance(plain.get_layer("bnneck"), keras.layers.BatchNormalization)
+
+
+def test_edge_backbone_uses_int8_friendly_ops_only():
+    model = models.build("mobilenet_edge", (128, 64, 3))
+    allowed = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
+               "Activation", "Add", "ZeroPadding2D", "GlobalAveragePooling2D", "Dense",
+               "Functional", "Rescaling", "Multiply", "Flatten", "Dropout"}
+    found = {type(l).__name__ for l in model.get_layer("backbone").layers}
+    assert found <= allowed, found - allowed
+    acts = {l.get_config().get("activation") for l in model.get_layer("backbone").layers
+            if type(l).__name__ == "Activation"}
+    assert acts <= {"relu", None}, acts
+
+
+@pytest.mark.parametrize("name,size,kwargs", [
+    ("lunet", (64, 32), {}), ("mobilenet_edge", (64, 32), {}),
+    ("resnet50_reid", (64, 32), {"ibn": True, "se": True})])
+def test_save_load_round_trip(tmp_path, name, size, kwargs):
+    model = models.build(name, (*size, 3), **kwargs)
+    x = np.random.default_rng(0).random((2, *size, 3)).astype(np.float32)
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-5)
+
+
+def test_heads_round_trip(tmp_path):
+    inputs = keras.Input((32,))
+    labels = keras.Input((), dtype="int32")
+    logits = heads.AngularMarginHead(7, scale=16.0, margin=0.3)(inputs, labels)
+    attrs = heads.AttributeHeads(2, slice_dim=16)(inputs)
+    model = keras.Model([inputs, labels], [logits, attrs])
+    path = str(tmp_path / "heads.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    x = np.random.default_rng(1).normal(size=(3, 32)).astype(np.float32)
+    y = np.array([0, 3, 6], np.int32)
+    for a, b in zip(loaded([x, y]), model([x, y])):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert loaded.layers[2].get_config()["margin"] == 0.3
+
+
+def test_trinet_loads_a_local_weights_file(tmp_path):
+    base = keras.applications.ResNet50(include_top=False, weights=None,
+                                       input_shape=(64, 32, 3), pooling="avg")
+    path = str(tmp_path / "resnet50_notop.weights.h5")
+    base.save_weights(path)
+    model = models.build("trinet", (64, 32, 3), weights=path)
+    loaded = model.get_layer("backbone").get_layer("conv1_conv").get_weights()[0]
+    np.testing.assert_array_equal(loaded, base.get_layer("conv1_conv").get_weights()[0])
+    reid = models.build("resnet50_reid", (64, 32, 3), weights=path)
+    np.testing.assert_array_equal(
+        reid.get_layer("backbone").get_layer("conv4_block6_3_conv").get_weights()[0],
+        base.get_layer("conv4_block6_3_conv").get_weights()[0])
+
+
+def test_missing_or_bad_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.weights.h5"):
+        models.build("trinet", (64, 32, 3), weights=str(tmp_path / "nope.weights.h5"))
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="bad.weights.h5"):
+        models.build("trinet", (64, 32, 3), weights=str(bad))
+
+
+def test_freeze_backbone():
+    model = models.build("lunet", (64, 32, 3))
+    total = len(model.trainable_weights)
+    models.freeze_backbone(model)
+    head_only = len(model.trainable_weights)
+    assert 0 < head_only < total
+    assert {w.path.split("/")[0] for w in model.trainable_weights} <= {
+        "fc1", "fc1_bn", "embedding"}
+    models.freeze_backbone(model, frozen=False)
+    assert len(model.trainable_weights) == total
+
+
+def test_registry_errors():
+    with pytest.raises(KeyError, match="lunet"):
+        models.build("nonet")
+    with pytest.raises(ValueError, match="input_shape"):
+        models.build("lunet", (128, 64))
+    assert os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
