@@ -175,3 +175,13 @@ def point_to_set(x, y, margin, set_distance="prototype"):
         d_neg = min(dist([i for i in range(len(x)) if y[i] == c]) for c in classes if c != y[a])
         terms.append(hinge(dist(own) - d_neg, margin))
     return average(terms, False)
+
+
+def given_positive(x, y, positive_index, margin):
+    d = cdist(x, x, "euclidean")
+    terms = []
+    for a, p in enumerate(positive_index):
+        neg = [d[a, n] for n in range(len(x)) if y[n] != y[a]]
+        if p >= 0 and neg:
+            terms.append(hinge(d[a, p] - min(neg), margin))
+    return average(terms, False)

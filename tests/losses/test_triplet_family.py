@@ -159,3 +159,17 @@ def test_keras_wrappers_in_model_fit(cls, fn):
     model.compile(optimizer="sgd", loss=loss_obj)
     history = model.fit(x, y, batch_size=12, epochs=2, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("margin", [0.3, "soft"])
+def test_given_positive_rptm_loss(margin):
+    x, y = _batch(11, p=3, k=4, scale=0.5)
+    pos = np.full(12, -1)
+    for a in range(12):                      # every second row an anchor with some positive
+        same = [j for j in range(12) if y[j] == y[a] and j != a]
+        if a % 2 == 0:
+            pos[a] = same[-1]
+    got = float(triplet.given_positive(x, y, pos, margin=margin))
+    np.testing.assert_allclose(got, ref.given_positive(x.astype(np.float64), y, pos, margin),
+                               rtol=1e-4)
+    assert float(triplet.given_positive(x, y, np.full(12, -1))) == 0.0
