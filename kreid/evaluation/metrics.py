@@ -1,4 +1,4 @@
-"""mAP, CMC and mINP under the Market-1501 rules, vectorised over queries.
+"""mAP, CMC and mINP under the Market-1501 rules, without sorting the gallery.
 
 For each query the gallery is ranked by distance; gallery images of the
 query's identity *and* camera are removed, as is junk (pid -1); distractors
@@ -15,30 +15,44 @@ import numpy as np
 AP_MODES = ("standard", "market")
 
 
-def _rank_chunk(dist, q_pids, g_pids, q_cams, g_cams, max_rank, ap):
-    order = np.argsort(dist, axis=1, kind="stable")
-    gp, gc = g_pids[order], g_cams[order]
-    same = gp == q_pids[:, None]
-    valid = ~(same & (gc == q_cams[:, None])) & (gp != -1)
-    hits = same & valid
-    pos = np.maximum(np.cumsum(valid, axis=1) - 1, 0)  # rank among valid items (read at hits)
-    num_hits = hits.sum(1)
-    ok = num_hits > 0
-    hits, pos, valid, num_hits = hits[ok], pos[ok], valid[ok], num_hits[ok]
-    cum_hits = np.cumsum(hits, axis=1)
+def match_ranks(dist_row: np.ndarray, same: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """0-based ranks, among the valid gallery items, of the valid true matches (ascending).
+
+    No full sort: with the K match distances sorted, every negative is placed
+    among them by binary search (O(G log K)); the number of negatives closer
+    than the k-th match plus k is that match's rank.
+    """
+    pos = np.sort(dist_row[same & valid])
+    neg = dist_row[valid & ~same]
+    slots = np.searchsorted(pos, neg, side="right")       # matches at or before each negative
+    closer = np.cumsum(np.bincount(slots, minlength=len(pos) + 1))[:len(pos)]
+    return closer + np.arange(len(pos))
+
+
+def _scores(ranks: np.ndarray, ap: str) -> tuple[float, float]:
+    k = np.arange(1, len(ranks) + 1)
+    precision = k / (ranks + 1.0)
     if ap == "standard":
-        prec = np.where(hits, cum_hits / (pos + 1.0), 0.0)
-        aps = prec.sum(1) / num_hits
+        ap_value = precision.mean()
     else:  # trapezoid between the precision just before and at each hit
-        prec = cum_hits / (pos + 1.0)
-        old = np.where(pos > 0, (cum_hits - 1) / np.maximum(pos, 1.0), 1.0)
-        aps = np.where(hits, (prec + old) / 2.0, 0.0).sum(1) / num_hits
-    first = np.argmax(hits, axis=1)
-    first_rank = pos[np.arange(len(first)), first]
-    last = hits.shape[1] - 1 - np.argmax(hits[:, ::-1], axis=1)
-    inp = num_hits / (pos[np.arange(len(last)), last] + 1.0)
-    cmc = (first_rank[:, None] <= np.arange(max_rank)[None, :]).astype(np.float64)
-    return aps, inp, cmc, int((~ok).sum())
+        old = np.where(ranks > 0, (k - 1) / np.maximum(ranks, 1.0), 1.0)
+        ap_value = ((precision + old) / 2.0).mean()
+    return float(ap_value), float(len(ranks) / (ranks[-1] + 1.0))
+
+
+def _rank_chunk(dist, q_pids, g_pids, q_cams, g_cams, max_rank, ap):
+    same = g_pids[None, :] == q_pids[:, None]
+    valid = ~(same & (g_cams[None, :] == q_cams[:, None])) & (g_pids[None, :] != -1)
+    aps, inps, firsts, skipped = [], [], [], 0
+    for i in range(len(dist)):
+        ranks = match_ranks(dist[i], same[i], valid[i])
+        if not len(ranks):
+            skipped += 1
+            continue
+        a, inp = _scores(ranks, ap)
+        aps.append(a), inps.append(inp), firsts.append(ranks[0])
+    cmc = (np.array(firsts)[:, None] <= np.arange(max_rank)[None, :]).astype(np.float64)
+    return np.array(aps), np.array(inps), cmc.reshape(-1, max_rank), skipped
 
 
 def evaluate(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,

@@ -1,0 +1,99 @@
+"""Embedding with TTA, embedding files, the report, and the embed/evaluate binaries."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kreid.data import datasets
+from kreid.evaluation import runner
+from kreid.evaluation.embed import EmbeddingSet, KerasEmbedder, embed_records
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    inputs = keras.Input((32, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(6)(x))
+    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+    model.save(path)
+    with open(path + ".json", "w") as f:
+        json.dump({"preprocessing": "scale", "input_size": [32, 16]}, f)
+    return model, path
+
+
+def test_tta_averages_views(synthetic_root, tiny_model):
+    ds = datasets.load("market1501", synthetic_root)
+    emb = KerasEmbedder(tiny_model[0])
+    plain = embed_records(emb, ds.query[:5], "none", batch_size=2, progress=False)
+    five = embed_records(emb, ds.query[:5], "five_flip", batch_size=2, progress=False)
+    assert plain.embeddings.shape == five.embeddings.shape == (5, 6)
+    assert not np.allclose(plain.embeddings, five.embeddings)
+    norm = embed_records(emb, ds.query[:5], "center_flip", normalize=True, progress=False)
+    assert (np.linalg.norm(norm.embeddings, axis=1) <= 1 + 1e-5).all()
+    assert list(plain.pid) == [r.pid for r in ds.query[:5]]
+
+
+def test_embedding_file_round_trip(tmp_path):
+    s = EmbeddingSet(np.ones((3, 4), np.float32), np.array([1, 2, 3]), np.array([0, 1, 0]),
+                     np.array([-1, -1, -1]), np.array(["a", "b", "c"]), {"tta": "five"})
+    path = s.save(str(tmp_path / "x" / "q.npz"))
+    back = EmbeddingSet.load(path)
+    np.testing.assert_array_equal(back.embeddings, s.embeddings)
+    assert list(back.path) == ["a", "b", "c"] and back.meta == {"tta": "five"}
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        EmbeddingSet.load(str(tmp_path / "nope.npz"))
+
+
+def test_nan_embeddings_are_refused(synthetic_root):
+    ds = datasets.load("market1501", synthetic_root)
+
+    class NanEmbedder:
+        input_size, preprocessing = (32, 16), "scale"
+
+        def __call__(self, images):
+            return np.full((len(images), 4), np.nan, np.float32)
+
+    with pytest.raises(ValueError, match="NaN"):
+        embed_records(NanEmbedder(), ds.query[:3], progress=False)
+
+
+def test_report_files(tmp_path, synthetic_root, tiny_model):
+    ds = datasets.load("market1501", synthetic_root)
+    res, q, g = runner.evaluate_embedder(KerasEmbedder(tiny_model[0]), ds,
+                                         report_dir=str(tmp_path / "report"))
+    files = sorted(os.listdir(tmp_path / "report"))
+    assert files == ["cmc.png", "embedding_map.png", "metrics.json", "retrieval.png"]
+    saved = json.load(open(tmp_path / "report" / "metrics.json"))
+    assert saved["mAP"] == pytest.approx(res["mAP"])
+    reranked, _ = runner.score(q, g, rerank=True)
+    assert 0 <= reranked["mAP"] <= 1
+
+
+def _run(args):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    out = subprocess.run([sys.executable] + args, capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=300)
+    return out
+
+
+def test_embed_then_evaluate_binaries(tmp_path, synthetic_root, tiny_model):
+    out = _run(["bin/embed.py", "--dataset=market1501", f"--root={synthetic_root}",
+                f"--model={tiny_model[1]}", "--tta=center_flip", f"--output={tmp_path}/emb"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "emb")) == ["gallery.npz", "query.npz"]
+    out = _run(["bin/evaluate.py", f"--query={tmp_path}/emb/query.npz",
+                f"--gallery={tmp_path}/emb/gallery.npz", "--rerank", "--ap=market",
+                f"--report_dir={tmp_path}/rep"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mAP" in out.stdout and "rank-1" in out.stdout
+    assert os.path.isfile(tmp_path / "rep" / "metrics.json")
+    bad = _run(["bin/evaluate.py", f"--query={tmp_path}/emb/missing.npz",
+                f"--gallery={tmp_path}/emb/gallery.npz"])
+    assert bad.returncode != 0 and "missing.npz" in bad.stderr
