@@ -108,43 +108,76 @@ def _columns(records: Sequence[Record], split: str):
     return paths, labels
 
 
+def attribute_matrix(records: Sequence[Record]) -> np.ndarray:
+    """[N, M] int array of the records' attributes (-1 where a record has none)."""
+    width = max((len(r.attributes) for r in records if r.attributes is not None), default=0)
+    out = np.full((len(records), width), -1, np.int64)
+    for i, r in enumerate(records):
+        if r.attributes is not None:
+            out[i, :len(r.attributes)] = r.attributes
+    return out
+
+
 def train_dataset(records: Sequence[Record], p: int, k: int, image_size: tuple[int, int],
                   seed: int = 0, start_step: int = 0,
                   augment: aug.AugmentConfig | None = None, preprocessing: str = "scale",
                   skip_corrupt: bool = False, short: str = "replicate",
-                  num_parallel_calls: int = AUTOTUNE) -> tf.data.Dataset:
+                  num_parallel_calls: int = AUTOTUNE, sampler=None,
+                  with_attributes: bool = False, as_dict: bool = False) -> tf.data.Dataset:
     """Infinite dataset of (images [P*K, H, W, 3] float32, labels [P*K] int64) batches.
 
     Labels are the records' contiguous training labels. Step ``t`` of the
-    stream is batch ``start_step + t`` of the sampler.
+    stream is batch ``start_step + t`` of the sampler. ``sampler`` replaces the
+    PK sampler: any object with ``batch_size`` and ``batch_at(step)`` returning
+    indices, or (indices, positive positions) as the RPTM sampler does.
+    ``as_dict=True`` yields dicts with ``images``, ``labels`` and, when
+    available, ``attributes`` [B, M] and ``positive_index`` [B].
     """
     if skip_corrupt:
         records, _ = drop_bad_images(records)
     records = list(records)
     paths, labels = _columns(records, "train")
-    sampler = PKSampler([r.label if r.label >= 0 else r.pid for r in records], p, k,
-                        seed=seed, short=short)
+    if sampler is None:
+        sampler = PKSampler([r.label if r.label >= 0 else r.pid for r in records], p, k,
+                            seed=seed, short=short)
+    batch = int(getattr(sampler, "batch_size", p * k))
+    has_positive = isinstance(sampler.batch_at(start_step), tuple)
+    attrs = tf.constant(attribute_matrix(records)) if with_attributes else None
     config = augment or aug.AugmentConfig()
     size = tuple(image_size)
-    batch = p * k
 
     def indices():
         step = start_step
         while True:
-            yield sampler.batch_at(step)
+            out = sampler.batch_at(step)
+            yield out if has_positive else (out, np.full(batch, -1, np.int64))
             step += 1
 
     def load(index, idx):
         seed_pair = tf.stack([tf.cast(seed, tf.int64), index])
         image = read_image(tf.gather(paths, idx))
         image = aug.augment(image, size, config, seed_pair)
-        return aug.preprocess(image, preprocessing), tf.gather(labels, idx)
+        return aug.preprocess(image, preprocessing), idx
 
-    ds = tf.data.Dataset.from_generator(
-        indices, output_signature=tf.TensorSpec([batch], tf.int64)).unbatch()
-    ds = tf.data.Dataset.zip(tf.data.Dataset.range(start_step * batch, 2 ** 62), ds)
-    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-    return ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
+    spec = (tf.TensorSpec([batch], tf.int64), tf.TensorSpec([batch], tf.int64))
+    index_batches = tf.data.Dataset.from_generator(indices, output_signature=spec)
+    images = index_batches.map(lambda idx, pos: idx).unbatch()
+    images = tf.data.Dataset.zip(tf.data.Dataset.range(start_step * batch, 2 ** 62), images)
+    images = images.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    images = images.batch(batch, drop_remainder=True)
+
+    def assemble(loaded, positions):
+        image_batch, idx = loaded
+        if not as_dict:
+            return image_batch, tf.gather(labels, idx)
+        out = {"images": image_batch, "labels": tf.gather(labels, idx),
+               "positive_index": positions[1]}
+        if attrs is not None:
+            out["attributes"] = tf.gather(attrs, idx)
+        return out
+
+    ds = tf.data.Dataset.zip(images, index_batches)
+    return ds.map(assemble).prefetch(AUTOTUNE)
 
 
 def eval_dataset(records: Sequence[Record], image_size: tuple[int, int], tta: str = "none",

@@ -1,0 +1,62 @@
+"""Train a ReID model from a config file.
+
+    python bin/train.py --config=configs/lunet_market1501.py --workdir=runs/lunet \
+        --config.dataset.root=/data/Market-1501-v15.09.15 --config.batch.p=18
+
+A workdir that holds checkpoints is resumed from the newest (``--noresume``
+refuses to reuse it). Multi-worker: set TF_CONFIG on every host and pass
+``--config.distribution.strategy=multi_worker``.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (configs/*.py)",
+                                         lock_config=True)
+WORKDIR = flags.DEFINE_string("workdir", None, "output folder", required=True)
+RESUME = flags.DEFINE_bool("resume", True, "resume from the newest checkpoint in --workdir")
+LOGICAL_CPUS = flags.DEFINE_integer("logical_cpus", 0,
+                                    "split the CPU into this many logical devices (testing "
+                                    "MirroredStrategy without GPUs)")
+
+
+def main(argv):
+    del argv
+    if CONFIG.value is None:
+        raise app.UsageError("--config is required (e.g. --config=configs/lunet_synthetic.py)")
+    import tensorflow as tf
+
+    if LOGICAL_CPUS.value:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS.value)
+    from kreid.training.distribute import make_strategy
+    from kreid.training.trainer import Trainer
+
+    c = CONFIG.value
+    if c.get("deterministic", False):
+        tf.config.experimental.enable_op_determinism()
+    if not RESUME.value and os.path.isdir(os.path.join(WORKDIR.value, "checkpoints")) and \
+            os.listdir(os.path.join(WORKDIR.value, "checkpoints")):
+        raise app.UsageError(f"--noresume but {WORKDIR.value}/checkpoints is not empty; "
+                             "choose another --workdir")
+    strategy = make_strategy(c.distribution.strategy, c.distribution.get("devices"))
+    trainer = Trainer(c, WORKDIR.value, strategy=strategy, resume=RESUME.value)
+    trainer.run()
+    if c.get("final_eval", {}).get("enabled", False) and trainer.is_chief:
+        from kreid.evaluation import reports, runner
+
+        res, _, _ = runner.evaluate_embedder(
+            trainer.embedder(), trainer.dataset, tta=c.final_eval.get("tta", "none"),
+            protocol=c.final_eval.get("protocol", "market"),
+            report_dir=os.path.join(WORKDIR.value, "report"), label=c.model.name)
+        print("test:", reports.summary_line(res))
+    logging.info("done: %s", WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

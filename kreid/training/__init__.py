@@ -1,0 +1,1 @@
+"""Training: schedules, the objective (heads + weighted loss terms), the trainer, distribution."""

@@ -1,0 +1,94 @@
+"""Learning-rate schedules of the papers, as pure functions of the step.
+
+* ``exponential``: Eq. (9) of Hermans et al. 2017 - constant eps0 until t0,
+  then eps0 * 0.001^((t - t0) / (t1 - t0)) until t1 (held after t1); Adam's
+  beta1 switches from 0.9 to 0.5 at t0 (:func:`adam_beta1`).
+* ``warmup_step``: linear warm-up from ``warmup_from`` to eps0 over
+  ``warmup_steps``, then x``gamma`` at each of ``milestones`` (Sabri et al.:
+  1e-5 -> 1e-3 over 20 epochs, x0.1 at epochs 90 and 130).
+* ``step``: x``gamma`` every ``every`` steps (RPTM's SGD: x0.1 every 20 epochs).
+* ``constant``.
+
+Being functions of the step, a resumed run continues exactly where it
+stopped: the schedule position is the restored step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+KINDS = ("constant", "exponential", "warmup_step", "step")
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    kind: str = "constant"
+    base_lr: float = 1e-3
+    t0: int = 0                       # exponential: decay start
+    t1: int = 1                       # exponential: decay end
+    warmup_steps: int = 0
+    warmup_from: float = 1e-5
+    milestones: Sequence[int] = ()
+    gamma: float = 0.1
+    every: int = 0                    # step: decay period
+    beta1_switch: bool = True         # exponential: Adam beta1 0.9 -> 0.5 at t0
+
+
+def learning_rate(config: ScheduleConfig, step):
+    """The learning rate at ``step`` (works on Python numbers and tensors)."""
+    kind = config.kind
+    if kind not in KINDS:
+        raise ValueError(f"schedule kind must be one of {KINDS}, got {kind!r}")
+    step = tf.cast(step, tf.float32)
+    base = tf.constant(config.base_lr, tf.float32)
+    if kind == "constant":
+        return base
+    if kind == "exponential":
+        if config.t1 <= config.t0:
+            raise ValueError(f"exponential schedule needs t1 > t0 (t0={config.t0}, t1={config.t1})")
+        frac = tf.clip_by_value((step - config.t0) / float(config.t1 - config.t0), 0.0, 1.0)
+        return base * tf.pow(0.001, frac)
+    if kind == "warmup_step":
+        drops = sum(tf.cast(step >= m, tf.float32) for m in config.milestones) \
+            if config.milestones else tf.constant(0.0)
+        lr = base * tf.pow(config.gamma, drops)
+        if config.warmup_steps:
+            w = tf.minimum(step / float(config.warmup_steps), 1.0)
+            warm = config.warmup_from + (config.base_lr - config.warmup_from) * w
+            lr = tf.where(step < config.warmup_steps, warm, lr)
+        return lr
+    if config.every <= 0:
+        raise ValueError("step schedule needs every > 0")
+    return base * tf.pow(config.gamma, tf.floor(step / float(config.every)))
+
+
+def adam_beta1(config: ScheduleConfig, step: int) -> float:
+    """Adam's beta1 at ``step``: 0.5 from t0 on under the paper's schedule, else 0.9."""
+    if config.kind == "exponential" and config.beta1_switch and step >= config.t0:
+        return 0.5
+    return 0.9
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A :class:`ScheduleConfig` as a Keras learning-rate schedule."""
+
+    def __init__(self, **config):
+        self.config = ScheduleConfig(**config)
+
+    def __call__(self, step):
+        return learning_rate(self.config, step)
+
+    def get_config(self):
+        d = dataclasses.asdict(self.config)
+        d["milestones"] = list(d["milestones"])
+        return d
+
+
+def sample(config: ScheduleConfig, steps: Sequence[int]) -> np.ndarray:
+    return np.array([float(learning_rate(config, s)) for s in steps])

@@ -1,0 +1,154 @@
+"""Schedules, the trainer on the synthetic set, multi-stage runs, and SIGKILL + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+
+from kreid.training import schedules
+from kreid.training.trainer import Trainer, holdout
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "configs"))
+import lunet_synthetic  # noqa: E402
+
+
+def test_exponential_schedule_eq9_and_beta1_switch():
+    c = schedules.ScheduleConfig(kind="exponential", base_lr=3e-4, t0=15000, t1=25000)
+    lr = schedules.sample(c, [0, 14999, 15000, 20000, 25000, 30000])
+    np.testing.assert_allclose(lr, [3e-4, 3e-4, 3e-4, 3e-4 * 0.001 ** 0.5, 3e-7, 3e-7],
+                               rtol=1e-5)
+    assert schedules.adam_beta1(c, 14999) == 0.9 and schedules.adam_beta1(c, 15000) == 0.5
+
+
+def test_warmup_step_and_step_schedules():
+    c = schedules.ScheduleConfig(kind="warmup_step", base_lr=1e-3, warmup_steps=20,
+                                 warmup_from=1e-5, milestones=[90, 130], gamma=0.1)
+    lr = schedules.sample(c, [0, 10, 20, 89, 90, 130])
+    np.testing.assert_allclose(lr, [1e-5, 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-3, 1e-3, 1e-4, 1e-5],
+                               rtol=1e-5)
+    s = schedules.ScheduleConfig(kind="step", base_lr=0.005, every=20, gamma=0.1)
+    np.testing.assert_allclose(schedules.sample(s, [0, 19, 20, 45]), [5e-3, 5e-3, 5e-4, 5e-5],
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="t1 > t0"):
+        schedules.learning_rate(schedules.ScheduleConfig(kind="exponential", t0=5, t1=5), 0)
+
+
+def _config(root, **over):
+    c = lunet_synthetic.get_config()
+    c.dataset.root = root
+    c.model.name = "mobilenet_edge"
+    c.model.embedding_dim = 32
+    c.image_size = (64, 32)
+    c.batch.p, c.batch.k = 4, 2
+    c.total_steps = 4
+    c.log_every = 2
+    c.checkpoint_every = 2
+    c.histogram_every = 2
+    c.schedule.t0, c.schedule.t1 = 2, 4
+    c.final_eval.enabled = False
+    for k, v in over.items():
+        setattr(c, k, v)
+    return c
+
+
+def test_holdout_split(synthetic_root):
+    from kreid.data import datasets
+
+    ds = datasets.load("synthetic", synthetic_root)
+    train, q, g = holdout(ds.train, 3, seed=0)
+    assert len({r.pid for r in q}) == 3 and not {r.pid for r in q} & {r.pid for r in train}
+    assert sorted({r.label for r in train}) == list(range(ds.num_train_ids - 3))
+
+
+@pytest.mark.parametrize("losses", [
+    {"bnneck_ce": {"weight": 1.0}, "triplet": {"weight": 1.0, "margin": 0.3}},
+    {"ntuplet": {"weight": 1.0, "n": 3, "num_tuplets": 4}, "point_to_set": {"weight": 1.0},
+     "prototypical": {"weight": 0.5}, "lifted_generalized": {"weight": 0.1, "margin": 1.0}}])
+def test_trainer_runs_loss_mixtures(tmp_path, synthetic_root, losses):
+    c = _config(synthetic_root, losses=ml_collections.ConfigDict(losses))
+    c.validation.holdout_ids, c.validation.every = 3, 4
+    Trainer(c, str(tmp_path), progress=False).run()
+    lines = [json.loads(x) for x in open(tmp_path / "log.jsonl")]
+    assert [x["step"] for x in lines if "loss/total" in x] == [2, 4]
+    assert any("val/mAP" in x for x in lines)
+    assert all(np.isfinite(x["loss/total"]) for x in lines if "loss/total" in x)
+    model = keras.models.load_model(str(tmp_path / "embedding.keras"), safe_mode=True)
+    assert model.output.shape == (None, 32)
+    sidecar = json.load(open(tmp_path / "embedding.keras.json"))
+    assert sidecar["preprocessing"] == "scale" and sidecar["input_size"] == [64, 32]
+    assert os.path.isfile(tmp_path / "final.keras")
+
+
+def test_three_stage_mpn_freezes_backbone_in_stage_two(tmp_path, synthetic_root):
+    stages = [{"steps": 2, "losses": {"bnneck_ce": {"weight": 1.0},
+                                      "batch_hard": {"weight": 1.0}}},
+              {"steps": 2, "losses": {"mpn": {"weight": 1.0}, "bnneck_ce": {"weight": 1.0}},
+               "freeze_backbone": True, "schedule": {"base_lr": 1e-4}},
+              {"steps": 2, "losses": {"mpn": {"weight": 1.0}, "batch_hard": {"weight": 1.0},
+                                      "bnneck_ce": {"weight": 1.0}}}]
+    c = _config(synthetic_root, stages=stages, checkpoint_every=1)
+    c.schedule.kind = "constant"
+    trainer = Trainer(c, str(tmp_path), progress=False)
+    backbone = trainer.model.get_layer("backbone")
+    before = [w.numpy().copy() for w in backbone.trainable_weights]
+    trainer.total_steps  # noqa: B018
+    trainer.run()
+    assert trainer.step == 6
+    from kreid.training import checkpoint
+    steps = [s for s, _ in checkpoint.list_checkpoints(str(tmp_path / "checkpoints"))]
+    assert steps == [4, 5, 6]                                # keep_checkpoints = 3
+    meta, groups = checkpoint.load(checkpoint.list_checkpoints(
+        str(tmp_path / "checkpoints"))[0][1])
+    assert meta["stage"] == 1                                # step 4 ended stage 2
+    after = [w.numpy() for w in backbone.trainable_weights]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def _train_cmd(workdir, root, steps=8, every=2):
+    return [sys.executable, os.path.join(REPO, "bin", "train.py"),
+            f"--config={os.path.join(REPO, 'configs', 'lunet_synthetic.py')}",
+            f"--workdir={workdir}", f"--config.dataset.root={root}",
+            "--config.model.name=mobilenet_edge", "--config.model.embedding_dim=32",
+            "--config.image_size=(64, 32)", "--config.batch.p=4", "--config.batch.k=2",
+            f"--config.total_steps={steps}", f"--config.checkpoint_every={every}",
+            "--config.log_every=2", "--config.schedule.t0=4", f"--config.schedule.t1={steps}",
+            "--config.final_eval.enabled=False", "--config.deterministic=True"]
+
+
+def test_sigkill_then_resume_reaches_the_same_final_state(tmp_path, synthetic_root):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    ref = subprocess.run(_train_cmd(tmp_path / "ref", synthetic_root), env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    work = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(work, synthetic_root), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    ckpts = work / "checkpoints"
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.is_dir() and any(f.startswith("ckpt-000000004") for f in os.listdir(ckpts)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work / "embedding.keras").exists()          # really killed before the end
+    done = sorted(os.listdir(ckpts))
+    assert done and all(f.startswith("ckpt-") for f in done)  # no half-written file left
+    resumed = subprocess.run(_train_cmd(work, synthetic_root), env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    a = keras.models.load_model(str(tmp_path / "ref" / "embedding.keras"))
+    b = keras.models.load_model(str(work / "embedding.keras"))
+    x = np.random.default_rng(0).random((2, 64, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(a(x), b(x), rtol=1e-4, atol=1e-4)
+    steps = [json.loads(x)["step"] for x in open(work / "log.jsonl")]
+    assert steps[-1] == 8
