@@ -70,3 +70,32 @@ def sample_tuplets(labels, n: int, num: int, rng: np.random.Generator) -> np.nda
         others = rng.choice([i for i in range(len(ids)) if i != c], n - 1, replace=False)
         out[t, 2:] = [rng.choice(members[o]) for o in others]
     return out
+
+
+class OHMSampler:
+    """Batches of mined triplets (a, p, n) laid out consecutively: [a1, p1, n1, a2, ...].
+
+    The trainer calls :meth:`update` every N steps with triplets mined by
+    :func:`hard_triplets` on embeddings of a subset computed with the current
+    model (offline hard mining, OHM). ``batch_at(step)`` draws from the current
+    triplets with an RNG keyed by (seed, step).
+    """
+
+    def __init__(self, num_triplets: int, seed: int = 0):
+        if num_triplets < 1:
+            raise SamplerError("OHM needs at least one triplet per batch")
+        self.num_triplets, self.seed = num_triplets, seed
+        self.batch_size = 3 * num_triplets
+        self.triplets: np.ndarray | None = None
+
+    def update(self, triplets: np.ndarray) -> None:
+        if len(triplets) == 0:
+            raise SamplerError("offline hard mining found no triplet (need identities with 2+ "
+                               "images in the mined subset)")
+        self.triplets = np.asarray(triplets, np.int64)
+
+    def batch_at(self, step: int) -> np.ndarray:
+        if self.triplets is None:
+            raise SamplerError("OHMSampler used before the first mining")
+        rng = np.random.default_rng([self.seed, step])
+        return self.triplets[rng.integers(len(self.triplets), size=self.num_triplets)].reshape(-1)

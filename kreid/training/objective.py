@@ -177,8 +177,9 @@ class Objective:
                                            metric=o.get("metric", "euclidean"),
                                            nonzero_average=bool(o.get("nonzero_average", False)))
             elif t.name == "triplet":
-                triplets = batch.get("triplets")
-                if triplets is None:
+                if o.get("mining", "random") == "ohm":   # batch = consecutive mined triplets
+                    triplets = tf.reshape(tf.range(tf.shape(g_emb)[0]), [-1, 3])
+                else:
                     triplets = in_batch_triplets(g_labels, seed)
                 v = tfam.triplet(g_emb, triplets, margin=_margin(o.get("margin", 0.2)),
                                  metric=o.get("metric", "euclidean"))

@@ -57,10 +57,15 @@ def holdout(records: list[Record], num_ids: int, seed: int):
     return train, query, gallery
 
 
-def _stages(config) -> list[dict]:
+def _stages(config, steps_per_epoch: int = 1) -> list[dict]:
     if config.get("stages"):
         return [dict(s) for s in config.stages]
-    return [{"steps": int(config.total_steps)}]
+    steps = int(config.total_steps)
+    if not steps and config.get("epochs"):
+        steps = int(config.epochs) * steps_per_epoch
+    if steps <= 0:
+        raise ValueError("set config.total_steps (or config.epochs) to a positive number")
+    return [{"steps": steps}]
 
 
 def _make_optimizer(config, schedule: schedules.ScheduleConfig):
@@ -138,7 +143,7 @@ class Trainer:
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
                         layer.synchronized = True
             self.objectives, shared = [], {}
-            for stage in _stages(c):
+            for stage in _stages(c, self.steps_per_epoch):
                 obj = Objective(dict(stage.get("losses") or c.losses), self.num_classes,
                                 int(c.model.embedding_dim), len(self.attr_cols), shared)
                 shared.update(obj.heads)
@@ -149,7 +154,8 @@ class Trainer:
             self.model(tf.zeros((1, *self.image_size, 3)), training=False)
 
     def _stage_bounds(self) -> list[int]:
-        return list(np.cumsum([0] + [int(s["steps"]) for s in _stages(self.config)]))
+        steps = [int(s["steps"]) for s in _stages(self.config, self.steps_per_epoch)]
+        return list(np.cumsum([0] + steps))
 
     @property
     def total_steps(self) -> int:
@@ -205,18 +211,41 @@ class Trainer:
         return self.replicas.distribute(make, self.batch_size)
 
     def _sampler(self):
-        if "rptm" not in {t.name for o in self.objectives for t in o.terms}:
+        terms = {t.name: t for o in self.objectives for t in o.terms}
+        if "triplet" in terms and terms["triplet"].options.get("mining") == "ohm":
+            from kreid.mining.triplets import OHMSampler
+
+            self.ohm = OHMSampler(self.batch_size // 3, seed=int(self.config.seed))
+            self.batch_size = self.ohm.batch_size
+            self._mine()
+            return self.ohm
+        if "rptm" not in terms:
             return None
         from kreid.mining import rptm
 
         o = dict(self.config.get("rptm", {}))
         matrix = rptm.build_relational_matrix(
             [r.path for r in self.train_records], [r.label for r in self.train_records],
-            o.get("cache_dir", os.path.join(self.workdir, "rptm_cache")),
+            o.get("cache_dir") or os.path.join(self.workdir, "rptm_cache"),
             workers=int(o.get("workers", os.cpu_count() or 1)))
         return rptm.RPTMSampler(matrix, int(self.config.batch.p), int(self.config.batch.k),
                                 mode=o.get("mode", "mean"), tau=float(o.get("tau", 10.0)),
                                 seed=int(self.config.seed))
+
+    def _mine(self) -> None:
+        """Offline hard mining: embed a random subset of identities with the current
+        model and keep each anchor's hardest positive and negative (Table 1, OHM)."""
+        from kreid.evaluation.embed import embed_records
+        from kreid.mining.triplets import hard_triplets
+
+        rng = np.random.default_rng([int(self.config.seed), self.step, 7])
+        labels = np.array([r.label for r in self.train_records])
+        ids = rng.choice(np.unique(labels), min(int(self.config.ohm.identities),
+                                                len(np.unique(labels))), replace=False)
+        subset = np.flatnonzero(np.isin(labels, ids))
+        emb = embed_records(self.embedder(), [self.train_records[i] for i in subset],
+                            progress=False).embeddings
+        self.ohm.update(subset[hard_triplets(emb, labels[subset])])
 
     def _make_step(self, objective: Objective, variables: list):
         seed0 = int(self.config.seed)
@@ -255,7 +284,7 @@ class Trainer:
         summary = {}
         while self.step < self.total_steps:
             self.stage = int(np.searchsorted(bounds, self.step, side="right") - 1)
-            stage = _stages(self.config)[self.stage]
+            stage = _stages(self.config, self.steps_per_epoch)[self.stage]
             schedule = _schedule(self.config, stage, self.steps_per_epoch)
             with self.replicas.scope():
                 self.optimizer = _make_optimizer(self.config, schedule)
@@ -293,13 +322,16 @@ class Trainer:
                 last = self._log(out, schedule, local_step, writer, t_start, images_seen)
             if ckpt_every and self.step % ckpt_every == 0:
                 self._save()
+            if getattr(self, "ohm", None) is not None and \
+                    self.step % int(c.ohm.get("every", 500)) == 0:
+                self._mine()
             if val_every and self.val and self.step % val_every == 0:
                 last.update(self._validate(writer))
         self._save()
         return last
 
     def _stage_len(self) -> int:
-        return int(_stages(self.config)[self.stage]["steps"])
+        return int(_stages(self.config, self.steps_per_epoch)[self.stage]["steps"])
 
     def _log(self, out, schedule, local_step, writer, t_start, images_seen) -> dict:
         scalars = {k: float(np.mean(self.replicas.local(v))) for k, v in out.items()

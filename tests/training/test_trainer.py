@@ -152,3 +152,51 @@ def test_sigkill_then_resume_reaches_the_same_final_state(tmp_path, synthetic_ro
     np.testing.assert_allclose(a(x), b(x), rtol=1e-4, atol=1e-4)
     steps = [json.loads(x)["step"] for x in open(work / "log.jsonl")]
     assert steps[-1] == 8
+
+
+@pytest.mark.parametrize("losses", [
+    {"triplet": {"weight": 1.0, "margin": 0.5, "mining": "ohm"}},
+    {"rptm": {"weight": 1.0, "margin": "soft"}, "bnneck_ce": {"weight": 0.5}}])
+def test_trainer_with_offline_miners(tmp_path, synthetic_root, losses):
+    c = _config(synthetic_root, losses=ml_collections.ConfigDict(losses))
+    c.ohm.every, c.ohm.identities = 2, 6
+    c.rptm.workers = 1
+    trainer = Trainer(c, str(tmp_path), progress=False)
+    trainer.run()
+    assert trainer.step == 4
+    if "triplet" in losses:
+        assert trainer.batch_size == 6 and trainer.ohm.triplets.shape[1] == 3
+    else:
+        assert any(d.startswith("rptm_") for d in os.listdir(tmp_path / "rptm_cache"))
+
+
+CONFIGS = ["trinet_market1501", "lunet_market1501", "lunet_mars_table1", "am0bh_market1501",
+           "am0bh_attr_market1501", "unicls_mpn_market1501", "rptm_veri776", "lunet_synthetic",
+           "cuhk03_labeled_cpu"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_paper_config_loads_and_names_its_target(name):
+    import importlib
+
+    module = importlib.import_module(name)
+    assert "Target" in module.__doc__ and "Table" in module.__doc__ or name in (
+        "lunet_synthetic",)
+    c = module.get_config()
+    from kreid.training.objective import parse_losses
+    for stage in (c.stages or [{"losses": c.losses}]):
+        assert parse_losses(dict(stage["losses"]))
+    from kreid import models
+    assert c.model.name in models.names()
+    from kreid.data import datasets
+    assert c.dataset.name in datasets.names()
+
+
+def test_table1_grid_cells():
+    import lunet_mars_table1 as t1
+
+    assert t1.get_config("batch_all_nonzero-0.5").losses.batch_all.nonzero_average is True
+    assert t1.get_config("triplet_ohm-0.2").losses.triplet.mining == "ohm"
+    assert t1.get_config("batch_hard-soft").losses.batch_hard.margin == "soft"
+    with pytest.raises(ValueError, match="Table 1 loss"):
+        t1.get_config("bogus-1")

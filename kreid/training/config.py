@@ -1,0 +1,38 @@
+"""The base experiment config: every key the trainer reads, with its default.
+
+Experiment files in ``configs/`` start from :func:`base_config` and change what
+their paper table needs; any key can be overridden on the command line
+(``--config.batch.p=18``).
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.deterministic = False            # tf.config.experimental.enable_op_determinism
+    c.dataset = dict(name="synthetic", root="demo_out/synthetic", options={})
+    c.skip_corrupt = False             # drop and count unreadable images instead of failing
+    c.validation = dict(holdout_ids=0, every=0)   # held-out training ids, mAP every N steps
+    c.model = dict(name="lunet", embedding_dim=128, kwargs={})
+    c.image_size = (128, 64)           # (H, W)
+    c.preprocessing = ""               # "" = the model's own (kreid.models.PREPROCESSING)
+    c.augment = dict(crop=True, flip=True, erasing_prob=0.0, jitter=0.0, padding=0)
+    c.batch = dict(p=32, k=4, short="replicate")
+    # name -> {weight, options}; see kreid.training.objective for the registered terms
+    c.losses = dict(batch_hard=dict(weight=1.0, margin="soft"))
+    c.optimizer = dict(name="adam", weight_decay=0.0, momentum=0.9, nesterov=False)
+    # kind: constant | exponential | warmup_step | step; unit: step | epoch
+    c.schedule = dict(kind="exponential", base_lr=1e-3, t0=15000, t1=25000, unit="step")
+    c.total_steps = 25000
+    c.stages = []                      # multi-stage runs: [{steps, losses, freeze_backbone, schedule}]
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.log_every = 100
+    c.histogram_every = 1000
+    c.distribution = dict(strategy="default", devices=[], sync_bn=True)
+    c.rptm = dict(mode="mean", tau=10.0, workers=2, cache_dir="")
+    c.ohm = dict(every=500, identities=100)   # offline hard mining for losses.triplet.mining=ohm
+    c.final_eval = dict(enabled=True, tta="none", protocol="market")
+    return c
