@@ -16,6 +16,8 @@ def get_config():
     c.model.name = "mobilenet_edge"
     c.image_size = (128, 64)
     c.augment.erasing_prob = 0.5
+    c.augment.jitter = 0.3
+    c.batch.camera_balanced = True
     c.batch.p, c.batch.k = 16, 4
     c.losses = dict(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
                     batch_hard=dict(weight=1.0, margin="soft"))

@@ -42,9 +42,15 @@ def read_image(path: tf.Tensor) -> tf.Tensor:
         tf.strings.substr(head, 0, 2) == b"BM",
         tf.strings.substr(head, 0, 3) == b"GIF",
     ])
+    is_jpeg = tf.strings.substr(head, 0, 2) == b"\xff\xd8"
     with tf.control_dependencies([tf.debugging.Assert(
             known, ["not a JPEG/PNG/BMP/GIF image (empty or corrupt file):", path])]):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        # JPEG with the accurate integer IDCT: bit-identical to OpenCV's decoder, which
+        # the TensorFlow-free edge runtime uses (TF's default fast IDCT differs by up to 20).
+        image = tf.cond(
+            is_jpeg,
+            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
     return tf.ensure_shape(image, (None, None, 3))
 
 
@@ -123,13 +129,15 @@ def train_dataset(records: Sequence[Record], p: int, k: int, image_size: tuple[i
                   augment: aug.AugmentConfig | None = None, preprocessing: str = "scale",
                   skip_corrupt: bool = False, short: str = "replicate",
                   num_parallel_calls: int = AUTOTUNE, sampler=None,
-                  with_attributes: bool = False, as_dict: bool = False) -> tf.data.Dataset:
+                  with_attributes: bool = False, as_dict: bool = False,
+                  camera_balanced: bool = False) -> tf.data.Dataset:
     """Infinite dataset of (images [P*K, H, W, 3] float32, labels [P*K] int64) batches.
 
     Labels are the records' contiguous training labels. Step ``t`` of the
     stream is batch ``start_step + t`` of the sampler. ``sampler`` replaces the
     PK sampler: any object with ``batch_size`` and ``batch_at(step)`` returning
     indices, or (indices, positive positions) as the RPTM sampler does.
+    ``camera_balanced`` spreads each identity's K images over its cameras.
     ``as_dict=True`` yields dicts with ``images``, ``labels`` and, when
     available, ``attributes`` [B, M] and ``positive_index`` [B].
     """
@@ -139,7 +147,8 @@ def train_dataset(records: Sequence[Record], p: int, k: int, image_size: tuple[i
     paths, labels = _columns(records, "train")
     if sampler is None:
         sampler = PKSampler([r.label if r.label >= 0 else r.pid for r in records], p, k,
-                            seed=seed, short=short)
+                            seed=seed, short=short,
+                            camids=[r.camid for r in records] if camera_balanced else None)
     batch = int(getattr(sampler, "batch_size", p * k))
     has_positive = isinstance(sampler.batch_at(start_step), tuple)
     attrs = tf.constant(attribute_matrix(records)) if with_attributes else None

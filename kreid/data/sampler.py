@@ -23,6 +23,8 @@ class PKSampler:
 
     Args:
       pids: identity of each item (any integers).
+      camids: optional camera of each item: the K images of an identity are then
+        spread over its cameras (round-robin), so hard positives are cross-camera.
       p: identities per batch.
       k: images per identity.
       seed: RNG seed.
@@ -35,7 +37,7 @@ class PKSampler:
     """
 
     def __init__(self, pids: Sequence[int], p: int, k: int, seed: int = 0,
-                 short: str = "replicate"):
+                 short: str = "replicate", camids: Sequence[int] | None = None):
         if p < 1 or k < 1:
             raise SamplerError(f"P and K must be positive, got P={p}, K={k}")
         if short not in SHORT_POLICIES:
@@ -55,6 +57,7 @@ class PKSampler:
                 + (f" with at least K={k} images" if short == "skip" else ""))
         self.p, self.k, self.seed = p, k, seed
         self.step = 0
+        self.camids = None if camids is None else np.asarray(camids)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         while True:
@@ -73,10 +76,20 @@ class PKSampler:
         out = np.empty(self.p * self.k, np.int64)
         for i, c in enumerate(chosen):
             members = rng.permutation(self._members[c])
+            if self.camids is not None:
+                members = self._interleave_cameras(members, rng)
             if len(members) < self.k:
                 members = np.resize(members, self.k)  # all images, then repeats
             out[i * self.k:(i + 1) * self.k] = members[:self.k]
         return out
+
+    def _interleave_cameras(self, members: np.ndarray, rng) -> np.ndarray:
+        """Order an identity's images round-robin over its cameras (cameras in random
+        order), so the K drawn images span as many cameras as possible."""
+        cams = self.camids[members]
+        groups = [members[cams == c] for c in rng.permutation(np.unique(cams))]
+        order = [g[j] for j in range(max(len(g) for g in groups)) for g in groups if j < len(g)]
+        return np.array(order, np.int64)
 
     @property
     def state(self) -> dict:

@@ -32,17 +32,30 @@ def distance_chunk(q: np.ndarray, g: np.ndarray, metric: str, g_sq=None) -> np.n
     return np.sqrt(d, out=d) if metric == "euclidean" else d
 
 
+def center(q: np.ndarray, g: np.ndarray, metric: str):
+    """Subtract the gallery mean from both sides for (sq)euclidean distances.
+
+    Distances are unchanged mathematically, but |q|^2 + |g|^2 - 2 q.g loses
+    precision in float32 when the norms are large next to the spread (an
+    embedding with a big common offset); centring removes the offset.
+    """
+    if metric == "cosine":
+        return q, g
+    c = g.mean(0, dtype=np.float64).astype(np.float32)
+    return q - c, g - c
+
+
 def iter_distance_chunks(q, g, metric: str = "euclidean",
                          gallery_chunk: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (gallery offset, distances [Q, chunk]) over gallery chunks."""
-    q, g = _check(q, g)
+    q, g = center(*_check(q, g), metric)
     for start in range(0, len(g), gallery_chunk):
         yield start, distance_chunk(q, g[start:start + gallery_chunk], metric)
 
 
 def distance_matrix(q, g, metric: str = "euclidean", chunk: int = 4096) -> np.ndarray:
     """Full [Q, G] float32 matrix, computed in query chunks."""
-    q, g = _check(q, g)
+    q, g = center(*_check(q, g), metric)
     out = np.empty((len(q), len(g)), np.float32)
     g_sq = (g * g).sum(1)
     for s in range(0, len(q), chunk):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kreid.evaluation.distances import distance_chunk
+from kreid.evaluation.distances import center, distance_chunk
 
 
 def _match_distances(q, q_pids, q_cams, g, g_pids, g_cams, metric, chunk):
@@ -42,6 +42,7 @@ def evaluate_large(q: np.ndarray, q_pids, q_camids, g: np.ndarray, g_pids, g_cam
     g_pids, g_cams = np.asarray(g_pids), np.asarray(g_camids)
     if not (np.isfinite(q).all() and np.isfinite(g).all()):
         raise ValueError("embeddings contain NaN or inf")
+    q, g = center(q, g, metric)
     matches = _match_distances(q, q_pids, q_cams, g, g_pids, g_cams, metric, gallery_chunk)
     npos = np.array([len(m) for m in matches])
     width = max(1, npos.max())

@@ -45,6 +45,7 @@ def _matrix_rows(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> RowSource
 
 def _feature_rows(q: np.ndarray, g: np.ndarray) -> RowSource:
     allf = np.concatenate([q, g]).astype(np.float32)
+    allf -= allf.mean(0)                    # translation-invariant; keeps float32 precise
     sq = (allf * allf).sum(1)
 
     def rows(s: int, e: int) -> np.ndarray:

@@ -48,7 +48,10 @@ def pairwise_distance(a: tf.Tensor, b: tf.Tensor | None = None,
         bn = tf.math.l2_normalize(b, axis=1)
         d = 1.0 - tf.matmul(an, bn, transpose_b=True)
     else:
-        d = _sqeuclidean(a, b)
+        # Translation leaves distances (and their gradients) unchanged but removes a
+        # common offset that would cost float32 precision in |a|^2 + |b|^2 - 2ab.
+        c = tf.reduce_mean(a, axis=0, keepdims=True)
+        d = _sqeuclidean(a - c, b - c)
         if same:
             d = tf.linalg.set_diag(d, tf.zeros(tf.shape(d)[:1], d.dtype))
         if metric == "euclidean":

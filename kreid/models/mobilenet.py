@@ -21,6 +21,9 @@ def mobilenet_edge(input_shape=(128, 64, 3), embedding_dim: int = 128, alpha: fl
     base = keras.applications.MobileNetV3Small(
         input_shape=input_shape, alpha=alpha, minimalistic=True, include_top=False,
         weights=weights, include_preprocessing=False, pooling="avg")
+    for layer in base.layers:  # Keras' 0.999 suits ImageNet-length runs; 0.99 tracks short ones
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = 0.99
     backbone = keras.Model(base.input, base.output, name="backbone")
     inputs = keras.Input(input_shape, name="images")
     x = backbone(inputs)

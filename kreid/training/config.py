@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.image_size = (128, 64)           # (H, W)
     c.preprocessing = ""               # "" = the model's own (kreid.models.PREPROCESSING)
     c.augment = dict(crop=True, flip=True, erasing_prob=0.0, jitter=0.0, padding=0)
-    c.batch = dict(p=32, k=4, short="replicate")
+    c.batch = dict(p=32, k=4, short="replicate", camera_balanced=False)
     # name -> {weight, options}; see kreid.training.objective for the registered terms
     c.losses = dict(batch_hard=dict(weight=1.0, margin="soft"))
     c.optimizer = dict(name="adam", weight_decay=0.0, momentum=0.9, nesterov=False)

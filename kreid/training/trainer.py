@@ -207,7 +207,8 @@ class Trainer:
                 start_step=start_step, augment=augment, preprocessing=self.preprocessing,
                 skip_corrupt=bool(c.get("skip_corrupt", False)), short=c.batch.get(
                     "short", "replicate"), sampler=sampler, with_attributes=bool(len(
-                        self.attr_cols)), as_dict=True)
+                        self.attr_cols)), as_dict=True,
+                camera_balanced=bool(c.batch.get("camera_balanced", False)))
         return self.replicas.distribute(make, self.batch_size)
 
     def _sampler(self):

@@ -70,3 +70,14 @@ def test_errors_are_clear():
     assert 7 not in set(_pids()[s.next_batch()])
     with pytest.raises(SamplerError, match="positive"):
         PKSampler(_pids(), p=0, k=4)
+
+
+def test_camera_balanced_batches_span_cameras():
+    pids = np.repeat([0, 1, 2], 6)
+    cams = np.tile([0, 0, 0, 0, 1, 1], 3)            # 4 images in camera 0, 2 in camera 1
+    s = PKSampler(pids, p=3, k=4, seed=0, camids=cams)
+    for step in range(20):
+        rows = s.batch_at(step).reshape(3, 4)
+        for row in rows:
+            assert sorted(cams[row].tolist()) == [0, 0, 1, 1]   # 2 per camera, not 4 + 0
+            assert len(set(row)) == 4

@@ -1,0 +1,63 @@
+"""Export a trained embedding model and report the accuracy each format keeps.
+
+    python bin/export.py --model=runs/c03/embedding.keras --dataset=cuhk03 \
+        --root=../shared/data/cuhk03_labeled --out=runs/c03/export
+
+Writes SavedModel, TFLite float32/float16/dynamic-range int8/full int8 and
+ONNX float32/int8 (each with a sidecar .json) and, unless --nocompare, the
+quantized-accuracy table (quantized_accuracy.md / .json) on the dataset's
+query/gallery split.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+MODEL = flags.DEFINE_string("model", None, "embedding model (.keras with its .json sidecar)",
+                            required=True)
+DATASET = flags.DEFINE_string("dataset", None, "dataset for calibration and scoring",
+                              required=True)
+ROOT = flags.DEFINE_string("root", None, "dataset root", required=True)
+OUT = flags.DEFINE_string("out", None, "output folder", required=True)
+FORMATS = flags.DEFINE_list("formats", None, "subset of formats (default: all)")
+NUM_CAL = flags.DEFINE_integer("num_calibration", 200, "calibration images (from train)")
+IO_TYPE = flags.DEFINE_enum("io_type", "int8", ["int8", "uint8", "float32"],
+                            "input/output type of the full-integer TFLite model")
+COMPARE = flags.DEFINE_bool("compare", True, "score every format and write the table")
+TTA = flags.DEFINE_enum("tta", "none", ["none", "center", "center_flip", "five", "five_flip"],
+                        "test-time augmentation for the comparison")
+PROTOCOL = flags.DEFINE_enum("protocol", "market", ["market", "cuhk03_sgs"], "protocol")
+THRESHOLD = flags.DEFINE_float("threshold", 1.0,
+                               "mAP points lost above which the worst layers are reported")
+
+
+def main(argv):
+    del argv
+    from kreid.data import datasets
+    from kreid.export import compare, convert
+
+    ds = datasets.load(DATASET.value, ROOT.value)
+    if COMPARE.value:
+        table = compare.export_and_compare(MODEL.value, ds, OUT.value, FORMATS.value,
+                                           num_calibration=NUM_CAL.value, tta=TTA.value,
+                                           protocol=PROTOCOL.value, threshold=THRESHOLD.value,
+                                           io_type=IO_TYPE.value)
+        print(compare.markdown_table(table))
+        return
+    import keras
+
+    from kreid.evaluation.embed import read_sidecar
+    sidecar = read_sidecar(MODEL.value)
+    model = keras.models.load_model(MODEL.value, safe_mode=True, compile=False)
+    spec = convert.ExportSpec(tuple(model.input_shape[1:3]),
+                              sidecar.get("preprocessing", "scale"), sidecar.get("model", "model"))
+    cal = convert.calibration_images(ds.train, spec, min(NUM_CAL.value, len(ds.train)))
+    for fmt, path in convert.export_all(model, OUT.value, spec, FORMATS.value, cal,
+                                        IO_TYPE.value).items():
+        print(f"{fmt}: {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,61 @@
+"""Device CLI: ``kreid-edge enroll`` a gallery folder, ``kreid-edge match`` query crops."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from kreid_edge.matcher import GalleryMatcher
+from kreid_edge.runtime import load_embedder
+
+_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def _gallery_folder(folder: str):
+    if not os.path.isdir(folder):
+        raise SystemExit(f"--gallery {folder}: not a folder (expected one sub-folder per identity)")
+    images, ids = [], []
+    for identity in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, identity)
+        if os.path.isdir(sub):
+            for name in sorted(os.listdir(sub)):
+                if name.lower().endswith(_EXT):
+                    images.append(os.path.join(sub, name))
+                    ids.append(identity)
+    if not images:
+        raise SystemExit(f"--gallery {folder}: no images in identity sub-folders")
+    return images, ids
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="kreid-edge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    enroll = sub.add_parser("enroll", help="embed a gallery folder (one sub-folder per identity)")
+    enroll.add_argument("--model", required=True)
+    enroll.add_argument("--gallery", required=True)
+    enroll.add_argument("--out", required=True, help="gallery embeddings (.npz)")
+    match = sub.add_parser("match", help="nearest identities of query crops")
+    match.add_argument("--model", required=True)
+    match.add_argument("--gallery", required=True, help=".npz from enroll")
+    match.add_argument("--query", required=True, nargs="+")
+    match.add_argument("--top_k", type=int, default=5)
+    for p in (enroll, match):
+        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
+    args = parser.parse_args(argv)
+    matcher = GalleryMatcher(load_embedder(args.model, args.threads), args.metric)
+    if args.command == "enroll":
+        images, ids = _gallery_folder(args.gallery)
+        matcher.enroll(images, ids)
+        matcher.save(args.out)
+        print(f"enrolled {len(images)} images of {len(set(ids))} identities -> {args.out}")
+        return 0
+    matcher.load(args.gallery)
+    for path, result in zip(args.query, matcher.match(args.query, args.top_k)):
+        print(path + ": " + ", ".join(f"{i} ({d:.3f})" for i, d in result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Embedders for exported models and the test-time preprocessing of training, in OpenCV.
+
+Every exported model ``m.tflite`` / ``m.onnx`` has a sidecar ``m.tflite.json``
+with ``input_size`` [H, W] and ``preprocessing`` (``scale``: /255,
+``imagenet``: RGB->BGR minus the ImageNet mean, ``torch``: mean/std, ``none``).
+The embedders take float32 batches that are already preprocessed (the
+Embedder interface shared with the Keras model); :class:`Preprocessor` turns
+BGR images (OpenCV) into such batches exactly as ``kreid.data.augment`` does
+at test time (bilinear resize with half-pixel centres, on float values).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+class SidecarError(ValueError):
+    """The model's sidecar JSON is missing or incomplete."""
+
+
+def read_sidecar(model_path: str) -> dict:
+    path = model_path + ".json"
+    if not os.path.isfile(path):
+        raise SidecarError(f"{path}: missing sidecar JSON (input_size, preprocessing) for "
+                           f"{model_path}; export with bin/export.py, which writes it")
+    with open(path) as f:
+        meta = json.load(f)
+    for key in ("input_size", "preprocessing"):
+        if key not in meta:
+            raise SidecarError(f"{path}: field {key!r} is missing")
+    return meta
+
+
+class Preprocessor:
+    """BGR uint8 images -> preprocessed float32 batch [B, H, W, 3] (RGB)."""
+
+    def __init__(self, input_size, preprocessing: str):
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        if preprocessing not in ("scale", "imagenet", "torch", "none"):
+            raise SidecarError(f"unknown preprocessing {preprocessing!r}")
+        self.preprocessing = preprocessing
+
+    def normalise(self, rgb: np.ndarray) -> np.ndarray:
+        if self.preprocessing == "scale":
+            return rgb / 255.0
+        if self.preprocessing == "imagenet":
+            return rgb[..., ::-1] - _CAFFE_MEAN_BGR
+        if self.preprocessing == "torch":
+            return (rgb / 255.0 - _TORCH_MEAN) / _TORCH_STD
+        return rgb
+
+    def __call__(self, images) -> np.ndarray:
+        import cv2
+
+        h, w = self.input_size
+        out = np.empty((len(images), h, w, 3), np.float32)
+        for i, image in enumerate(images):
+            if isinstance(image, str):
+                path, image = image, cv2.imread(image, cv2.IMREAD_COLOR)
+                if image is None:
+                    raise ValueError(f"{path}: not a readable image")
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"image {i}: expected H x W x 3 BGR, got shape {image.shape}")
+            rgb = image[..., ::-1].astype(np.float32)
+            out[i] = self.normalise(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR))
+        return out
+
+
+class _Base:
+    fmt = ""
+
+    def __init__(self, model_path: str):
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"model file not found: {model_path}")
+        self.path = model_path
+        self.meta = read_sidecar(model_path)
+        self.input_size = tuple(int(v) for v in self.meta["input_size"])
+        self.preprocessing = self.meta["preprocessing"]
+        self.preprocessor = Preprocessor(self.input_size, self.preprocessing)
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        h, w = self.input_size
+        if images.ndim != 4 or images.shape[1:] != (h, w, 3):
+            raise ValueError(f"{os.path.basename(self.path)} expects a batch of shape "
+                             f"[B, {h}, {w}, 3], got {images.shape}")
+        if images.dtype != np.float32:
+            raise TypeError(f"{os.path.basename(self.path)} expects float32 preprocessed images "
+                            f"({self.preprocessing}), got {images.dtype}; use .embed_images() "
+                            "for raw uint8 images")
+        return images
+
+    def embed_images(self, images, batch_size: int = 32) -> np.ndarray:
+        """Embed raw BGR images (arrays or paths) with the model's own preprocessing."""
+        out = [self(self.preprocessor(images[i:i + batch_size]))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def latency(self, runs: int = 30, warmup: int = 3) -> float:
+        """Median seconds per image at batch 1."""
+        x = np.random.default_rng(0).random((1, *self.input_size, 3)).astype(np.float32)
+        for _ in range(warmup):
+            self(x)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self(x)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+
+class TFLiteEmbedder(_Base):
+    """A ``.tflite`` model (float, float16, dynamic-range or full-integer int8/uint8)."""
+
+    fmt = "tflite"
+
+    def __init__(self, model_path: str, num_threads: int | None = None):
+        super().__init__(model_path)
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self._batch = int(self._in["shape"][0])
+
+    def _set_batch(self, n: int) -> None:
+        if n != self._batch:
+            self.interpreter.resize_tensor_input(self._in["index"], [n, *self.input_size, 3])
+            self.interpreter.allocate_tensors()
+            self._in = self.interpreter.get_input_details()[0]
+            self._out = self.interpreter.get_output_details()[0]
+            self._batch = n
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = self._check(images)
+        self._set_batch(len(images))
+        dtype = self._in["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(dtype)
+            images = np.clip(np.round(images / scale + zero), info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self._in["index"], images)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._out["index"])
+        if self._out["dtype"] in (np.int8, np.uint8):
+            scale, zero = self._out["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return np.asarray(out, np.float32)
+
+
+class OnnxEmbedder(_Base):
+    """An ``.onnx`` model run by ONNX Runtime on the CPU."""
+
+    fmt = "onnx"
+
+    def __init__(self, model_path: str, num_threads: int | None = None):
+        super().__init__(model_path)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(model_path, options,
+                                            providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = self._check(images)
+        return np.asarray(self.session.run(None, {self._input: images})[0], np.float32)
+
+
+def load_embedder(model_path: str, num_threads: int | None = None):
+    if model_path.endswith(".tflite"):
+        return TFLiteEmbedder(model_path, num_threads)
+    if model_path.endswith(".onnx"):
+        return OnnxEmbedder(model_path, num_threads)
+    raise ValueError(f"{model_path}: expected a .tflite or .onnx file")

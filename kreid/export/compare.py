@@ -1,0 +1,150 @@
+"""Quantized-model accuracy: the Keras model and every exported variant on the same
+query/gallery, same protocol, one table.
+
+Columns: format, file size, mAP, rank-1, delta mAP vs float (points), mean
+cosine similarity between float and variant embeddings, latency per image
+at batch 1 with 1 and 2 threads. When a variant loses more than
+``threshold`` mAP points, TFLite's QuantizationDebugger ranks the layers by
+quantization error (RMSE / scale) and the worst ones are reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+
+import numpy as np
+
+from kreid.evaluation import reports
+from kreid.evaluation.embed import KerasEmbedder, embed_records, read_sidecar
+from kreid.evaluation.runner import score
+from kreid.export import convert
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def keras_latency(model, input_size, runs: int = 30) -> float:
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False))
+    x = tf.random.uniform((1, *input_size, 3))
+    for _ in range(3):
+        fn(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(x).numpy()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def worst_layers(saved_model_dir: str, calibration: np.ndarray, top: int = 5) -> list[dict]:
+    """Layers with the largest int8 quantization error (RMSE / scale), by QuantizationDebugger."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = lambda: ([calibration[i:i + 1]] for i in range(min(len(calibration), 32)))  # noqa: E731
+    converter.representative_dataset = data
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=data)
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    for r in rows:
+        scale = float(r.get("scale") or 0) or 1e-12
+        r["rmse/scale"] = float(np.sqrt(float(r.get("mean_squared_error") or 0))) / scale
+    rows.sort(key=lambda r: -r["rmse/scale"])
+    return [{"op": r.get("op_name"), "tensor": r.get("tensor_name"),
+             "rmse/scale": round(r["rmse/scale"], 4)} for r in rows[:top]]
+
+
+def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
+                       calibration_records=None, num_calibration: int = 200, tta: str = "none",
+                       protocol: str = "market", threshold: float = 1.0, io_type: str = "int8",
+                       latency_runs: int = 30, debug: bool = True) -> dict:
+    """Export ``keras_path`` to ``formats`` and score every variant; writes
+    ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the table."""
+    import keras
+
+    sidecar = read_sidecar(keras_path)
+    model = keras.models.load_model(keras_path, safe_mode=True, compile=False)
+    spec = convert.ExportSpec(tuple(model.input_shape[1:3]), sidecar.get("preprocessing", "scale"),
+                              sidecar.get("model", "model"))
+    formats = list(formats or convert.FORMATS)
+    records = calibration_records if calibration_records is not None else dataset.train
+    calibration = convert.calibration_images(records, spec, min(num_calibration, len(records)))
+    paths = convert.export_all(model, out_dir, spec, formats, calibration, io_type)
+
+    float_emb = KerasEmbedder(model, spec.preprocessing)
+    fq = embed_records(float_emb, dataset.query, tta, progress=False)
+    fg = embed_records(float_emb, dataset.gallery, tta, progress=False)
+    ref, _ = score(fq, fg, protocol=protocol)
+    rows = [{"format": "keras_float32", "size_mb": _size(keras_path) / 2 ** 20,
+             "mAP": ref["mAP"], "rank1": float(ref["cmc"][0]), "delta_mAP": 0.0,
+             "cosine": 1.0, "latency_ms_1t": None,
+             "latency_ms_2t": 1000 * keras_latency(model, spec.input_size, latency_runs)}]
+    from kreid_edge import load_embedder
+
+    for fmt, path in paths.items():
+        if fmt == "saved_model":
+            continue
+        emb = load_embedder(path, num_threads=2)
+        q = embed_records(emb, dataset.query, tta, progress=False)
+        g = embed_records(emb, dataset.gallery, tta, progress=False)
+        res, _ = score(q, g, protocol=protocol)
+        both = np.concatenate([q.embeddings, g.embeddings])
+        ref_both = np.concatenate([fq.embeddings, fg.embeddings])
+        cos = np.sum(both * ref_both, 1) / np.maximum(
+            np.linalg.norm(both, axis=1) * np.linalg.norm(ref_both, axis=1), 1e-12)
+        row = {"format": fmt, "size_mb": _size(path) / 2 ** 20, "mAP": res["mAP"],
+               "rank1": float(res["cmc"][0]), "delta_mAP": 100 * (res["mAP"] - ref["mAP"]),
+               "cosine": float(cos.mean()),
+               "max_abs_diff": float(np.abs(both - ref_both).max()),
+               "latency_ms_1t": 1000 * load_embedder(path, 1).latency(latency_runs),
+               "latency_ms_2t": 1000 * emb.latency(latency_runs)}
+        if debug and row["delta_mAP"] < -threshold and fmt in ("tflite_int8",
+                                                                "tflite_dynamic_int8"):
+            row["worst_layers"] = worst_layers(paths.get("saved_model") or _sm(out_dir, spec,
+                                                                                 model),
+                                               calibration)
+        rows.append(row)
+    table = {"model": keras_path, "protocol": protocol, "tta": tta, "threshold": threshold,
+             "num_query": len(dataset.query), "num_gallery": len(dataset.gallery),
+             "num_calibration": len(calibration), "rows": rows}
+    reports.write_json(table, os.path.join(out_dir, "quantized_accuracy.json"))
+    with open(os.path.join(out_dir, "quantized_accuracy.md"), "w") as f:
+        f.write(markdown_table(table) + "\n")
+    return table
+
+
+def _sm(out_dir, spec, model):
+    return convert.saved_model(model, os.path.join(out_dir, spec.model_name + ".savedmodel"))
+
+
+def markdown_table(table: dict) -> str:
+    def ms(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = [f"Quantized-model accuracy ({table['protocol']} protocol, TTA {table['tta']}, "
+             f"{table['num_query']} queries x {table['num_gallery']} gallery, "
+             f"{table['num_calibration']} calibration images)", "",
+             "| format | size (MB) | mAP | rank-1 | delta mAP (pts) | cosine to float | "
+             "ms/img 1 thread | ms/img 2 threads |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        lines.append(f"| {r['format']} | {r['size_mb']:.2f} | {100 * r['mAP']:.2f}% | "
+                     f"{100 * r['rank1']:.2f}% | {r['delta_mAP']:+.2f} | {r['cosine']:.4f} | "
+                     f"{ms(r['latency_ms_1t'])} | {ms(r['latency_ms_2t'])} |")
+    for r in table["rows"]:
+        if r.get("worst_layers"):
+            lines += ["", f"{r['format']} loses more than {table['threshold']} mAP points; "
+                          "layers with the largest quantization error (RMSE/scale):"]
+            lines += [f"- {w['op']} `{w['tensor']}`: {w['rmse/scale']}" for w in r["worst_layers"]]
+    return "\n".join(lines)

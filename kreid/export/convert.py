@@ -1,0 +1,228 @@
+"""Converters: the embedding model to SavedModel, TFLite (float32, float16, dynamic-range
+int8, full-integer int8) and ONNX (float32, static int8 QDQ per-channel).
+
+Every output is written to a temporary name and renamed (no half-written
+model files) and gets a sidecar ``<file>.json`` with the input size and the
+preprocessing, which the runtimes in ``kreid_edge`` read.
+
+Full-integer formats are calibrated on a representative set of training
+images with test-time preprocessing (:func:`calibration_images`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic_int8",
+           "tflite_int8", "onnx_float32", "onnx_int8")
+SUFFIX = {"tflite_float32": ".float32.tflite", "tflite_float16": ".float16.tflite",
+          "tflite_dynamic_int8": ".dynamic_int8.tflite", "tflite_int8": ".int8.tflite",
+          "onnx_float32": ".float32.onnx", "onnx_int8": ".int8.onnx", "saved_model": ".savedmodel"}
+MIN_CALIBRATION = 8
+
+
+class ExportError(RuntimeError):
+    """A conversion failed; the message names the format and, when known, the op."""
+
+
+@dataclasses.dataclass
+class ExportSpec:
+    input_size: tuple[int, int]
+    preprocessing: str
+    model_name: str = "model"
+
+
+def calibration_images(records, spec: ExportSpec, num: int = 200, seed: int = 0) -> np.ndarray:
+    """``num`` random training images, preprocessed as at test time: [num, H, W, 3] float32."""
+    from kreid.data import pipeline
+
+    if num < MIN_CALIBRATION:
+        raise ValueError(f"calibration needs at least {MIN_CALIBRATION} images, asked for {num}")
+    if len(records) < num:
+        raise ValueError(f"calibration asks for {num} images but only {len(records)} are given")
+    pick = np.random.default_rng(seed).choice(len(records), num, replace=False)
+    chosen = [records[i] for i in sorted(pick)]
+    batches = [np.asarray(b)[:, 0] for b in pipeline.iterate(
+        pipeline.eval_dataset(chosen, spec.input_size, "none", spec.preprocessing, 64), chosen)]
+    return np.concatenate(batches).astype(np.float32)
+
+
+def check_calibration(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
+    images = np.asarray(images)
+    h, w = spec.input_size
+    if images.ndim != 4 or images.shape[1:] != (h, w, 3):
+        raise ValueError(f"calibration images must be [N, {h}, {w}, 3], got {images.shape}")
+    if len(images) < MIN_CALIBRATION:
+        raise ValueError(f"calibration set too small: {len(images)} images, need at least "
+                         f"{MIN_CALIBRATION}")
+    if not np.isfinite(images).all():
+        raise ValueError("calibration images contain NaN or inf")
+    return images.astype(np.float32)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_sidecar(path: str, spec: ExportSpec, fmt: str, extra: dict | None = None) -> None:
+    meta = {"input_size": list(spec.input_size), "preprocessing": spec.preprocessing,
+            "model": spec.model_name, "format": fmt, **(extra or {})}
+    _write_atomic(path + ".json", json.dumps(meta, indent=2).encode())
+
+
+def saved_model(model, out_dir: str) -> str:
+    tmp = tempfile.mkdtemp(prefix=".savedmodel-", dir=os.path.dirname(os.path.abspath(out_dir)))
+    try:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+_OP_PATTERN = re.compile(r"'(tf|tfl)\.([A-Za-z0-9_]+)'")
+
+
+def _unsupported_ops(message: str) -> list[str]:
+    return sorted({m.group(2) for m in _OP_PATTERN.finditer(message)})
+
+
+def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray | None = None,
+           io_type: str = "int8") -> str:
+    """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type`` int8/uint8/float32)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        if calibration is None:
+            raise ValueError("full-integer int8 needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calibration[i:i + 1]]
+                                                    for i in range(len(calibration)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+        if io_type not in types:
+            raise ValueError(f"io_type must be int8, uint8 or float32, got {io_type!r}")
+        converter.inference_input_type = converter.inference_output_type = types[io_type]
+    elif mode != "float32":
+        raise ValueError(f"unknown TFLite mode {mode!r}")
+    try:
+        data = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and friends
+        ops = _unsupported_ops(str(exc))
+        raise ExportError(f"TFLite {mode} conversion failed"
+                          + (f"; ops the target cannot run: {', '.join(ops)}" if ops else "")
+                          + f" ({str(exc).strip().splitlines()[0][:300]})") from exc
+    _write_atomic(path, data)
+    return path
+
+
+def tflite_ops(path: str) -> list[str]:
+    """Builtin op names used by a .tflite file (for checks and reports)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path)
+    return sorted({d["op_name"] for d in interp._get_ops_details()})
+
+
+def onnx_float(model, path: str, opset: int = 17) -> str:
+    tmp = f"{path}.tmp-{os.getpid()}.onnx"
+    try:
+        model.export(tmp, format="onnx", verbose=False, opset_version=opset)
+    except Exception as exc:
+        ops = _unsupported_ops(str(exc))
+        raise ExportError("ONNX export failed" + (f"; unsupported ops: {', '.join(ops)}"
+                                                 if ops else "") + f" ({exc})") from exc
+    os.replace(tmp, path)
+    return path
+
+
+def onnx_int8(float_path: str, path: str, calibration: np.ndarray,
+              per_channel: bool = True) -> str:
+    """Static QDQ int8 quantization with ONNX Runtime, calibrated on ``calibration``."""
+    import onnxruntime as ort
+    from onnxruntime import quantization as q
+
+    name = ort.InferenceSession(float_path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{name: calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    pre = f"{path}.pre-{os.getpid()}.onnx"
+    tmp = f"{path}.tmp-{os.getpid()}.onnx"
+    try:
+        q.quant_pre_process(float_path, pre, skip_symbolic_shape=True)
+        q.quantize_static(pre, tmp, Reader(), quant_format=q.QuantFormat.QDQ,
+                          per_channel=per_channel, activation_type=q.QuantType.QInt8,
+                          weight_type=q.QuantType.QInt8,
+                          calibrate_method=q.CalibrationMethod.MinMax)
+        os.replace(tmp, path)
+    finally:
+        for f in (pre, tmp):
+            if os.path.exists(f):
+                os.remove(f)
+    return path
+
+
+def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | None = None,
+               calibration: np.ndarray | None = None, io_type: str = "int8") -> dict[str, str]:
+    """Write every requested format into ``out_dir``; returns {format: path}."""
+    formats = list(formats or FORMATS)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown formats {unknown}; choose from {FORMATS}")
+    needs_cal = {"tflite_int8", "onnx_int8"} & set(formats)
+    if needs_cal:
+        if calibration is None:
+            raise ValueError(f"{sorted(needs_cal)} need calibration images")
+        calibration = check_calibration(calibration, spec)
+    h, w = spec.input_size
+    if tuple(model.input_shape[1:3]) != (h, w):
+        raise ValueError(f"model input {model.input_shape} does not match input_size {(h, w)}")
+    os.makedirs(out_dir, exist_ok=True)
+    base = os.path.join(out_dir, spec.model_name)
+    out = {}
+    sm_dir = saved_model(model, base + SUFFIX["saved_model"])
+    if "saved_model" in formats:
+        write_sidecar(sm_dir, spec, "saved_model")
+        out["saved_model"] = sm_dir
+    for fmt in formats:
+        path = base + SUFFIX.get(fmt, "")
+        if fmt.startswith("tflite_"):
+            tflite(sm_dir, path, fmt[len("tflite_"):], calibration, io_type)
+        elif fmt == "onnx_float32":
+            onnx_float(model, path)
+        elif fmt == "onnx_int8":
+            fp = base + SUFFIX["onnx_float32"]
+            if not os.path.exists(fp):
+                onnx_float(model, fp)
+            onnx_int8(fp, path, calibration)
+        else:
+            continue
+        write_sidecar(path, spec, fmt, {"io_type": io_type} if fmt == "tflite_int8" else None)
+        out[fmt] = path
+    if "saved_model" not in formats:
+        shutil.rmtree(sm_dir, ignore_errors=True)
+    return out
