@@ -186,9 +186,18 @@ def onnx_int8(float_path: str, path: str, calibration: np.ndarray,
     return path
 
 
+def quiet_converters() -> None:
+    """The converters log every saved shard and graph pass at INFO; keep warnings only."""
+    import logging
+
+    for name in ("tensorflow", "tf2onnx", "onnxruntime", "absl", "root"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | None = None,
                calibration: np.ndarray | None = None, io_type: str = "int8") -> dict[str, str]:
     """Write every requested format into ``out_dir``; returns {format: path}."""
+    quiet_converters()
     formats = list(formats or FORMATS)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
