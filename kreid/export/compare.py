@@ -136,12 +136,13 @@ def markdown_table(table: dict) -> str:
              f"{table['num_query']} queries x {table['num_gallery']} gallery, "
              f"{table['num_calibration']} calibration images)", "",
              "| format | size (MB) | mAP | rank-1 | delta mAP (pts) | cosine to float | "
-             "ms/img 1 thread | ms/img 2 threads |",
-             "|---|---|---|---|---|---|---|---|"]
+             "max abs diff | ms/img 1 thread | ms/img 2 threads |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
         lines.append(f"| {r['format']} | {r['size_mb']:.2f} | {100 * r['mAP']:.2f}% | "
                      f"{100 * r['rank1']:.2f}% | {r['delta_mAP']:+.2f} | {r['cosine']:.4f} | "
-                     f"{ms(r['latency_ms_1t'])} | {ms(r['latency_ms_2t'])} |")
+                     f"{r.get('max_abs_diff', 0.0):.2e} | {ms(r['latency_ms_1t'])} | "
+                     f"{ms(r['latency_ms_2t'])} |")
     for r in table["rows"]:
         if r.get("worst_layers"):
             lines += ["", f"{r['format']} loses more than {table['threshold']} mAP points; "
