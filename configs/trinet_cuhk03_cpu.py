@@ -8,23 +8,27 @@ Recipe as cuhk03_labeled_cpu.py. Target: Table 2's TriNet architecture run
 end to end at CPU scale; accuracy is reported, not expected to be high.
 """
 
-from kreid.training.config import base_config
+import importlib.util
+import os
+
+
+def _recipe():
+    """cuhk03_labeled_cpu.py's config (data, augmentation, camera-balanced PK, losses)."""
+    spec = importlib.util.spec_from_file_location(
+        "cuhk03_labeled_cpu", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           "cuhk03_labeled_cpu.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def get_config():
-    c = base_config()
-    c.dataset = dict(name="cuhk03", root="../shared/data/cuhk03_labeled", options={})
+    c = _recipe()
     c.model = dict(name="trinet", embedding_dim=128, kwargs=dict(weights=None))
     c.image_size = (128, 64)
-    c.augment.erasing_prob = 0.5
-    c.augment.jitter = 0.3
-    c.batch.p, c.batch.k, c.batch.camera_balanced = 16, 4, True
-    c.losses = dict(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
-                    batch_hard=dict(weight=1.0, margin="soft"))
+    c.batch.p = 16
     c.schedule = dict(kind="exponential", base_lr=3e-4, t0=200, t1=300, unit="step")
     c.total_steps = 300
     c.checkpoint_every = 100
-    c.keep_checkpoints = 2
     c.log_every = 25
-    c.final_eval = dict(enabled=True, tta="none", protocol="cuhk03_sgs")
     return c
