@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 WORKDIR = flags.DEFINE_string("workdir", "demo_out", "where data, models and reports go")
 SEED = flags.DEFINE_integer("seed", 0, "random seed")
@@ -16,6 +16,7 @@ FORMATS = flags.DEFINE_list("formats", None, "export formats (default: all)")
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # the converters log every graph pass at INFO
     from kreid import demo
 
     demo.run(WORKDIR.value, seed=SEED.value, total_steps=STEPS.value or None,

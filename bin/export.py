@@ -13,7 +13,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 MODEL = flags.DEFINE_string("model", None, "embedding model (.keras with its .json sidecar)",
                             required=True)
@@ -35,6 +35,7 @@ THRESHOLD = flags.DEFINE_float("threshold", 1.0,
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # the converters log every graph pass at INFO
     from kreid.data import datasets
     from kreid.export import compare, convert
 
