@@ -1,6 +1,5 @@
 """tf.data pipeline and augmentation ops: shapes, ranges, determinism, bad files."""
 
-import os
 import shutil
 
 import numpy as np

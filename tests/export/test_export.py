@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kreid import models
 from kreid.data import datasets
-from kreid.evaluation.embed import KerasEmbedder, embed_records
 from kreid.export import compare, convert
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -99,7 +99,6 @@ def test_three_stage_mpn_freezes_backbone_in_stage_two(tmp_path, synthetic_root)
     trainer = Trainer(c, str(tmp_path), progress=False)
     backbone = trainer.model.get_layer("backbone")
     before = [w.numpy().copy() for w in backbone.trainable_weights]
-    trainer.total_steps  # noqa: B018
     trainer.run()
     assert trainer.step == 6
     from kreid.training import checkpoint
