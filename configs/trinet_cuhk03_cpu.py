@@ -8,18 +8,15 @@ Recipe as cuhk03_labeled_cpu.py. Target: Table 2's TriNet architecture run
 end to end at CPU scale; accuracy is reported, not expected to be high.
 """
 
-import importlib.util
 import os
+
+from kreid.training.config import load_config_file
 
 
 def _recipe():
     """cuhk03_labeled_cpu.py's config (data, augmentation, camera-balanced PK, losses)."""
-    spec = importlib.util.spec_from_file_location(
-        "cuhk03_labeled_cpu", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                           "cuhk03_labeled_cpu.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "cuhk03_labeled_cpu.py"))
 
 
 def get_config():

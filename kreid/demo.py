@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -20,10 +19,9 @@ _CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def load_config(path: str = _CONFIG):
-    spec = importlib.util.spec_from_file_location("demo_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    from kreid.training.config import load_config_file
+
+    return load_config_file(path)
 
 
 def _pk_grid(ds, workdir: str, seed: int) -> str:

@@ -36,3 +36,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.ohm = dict(every=500, identities=100)   # offline hard mining for losses.triplet.mining=ohm
     c.final_eval = dict(enabled=True, tta="none", protocol="market")
     return c
+
+
+def load_config_file(path: str, *args) -> ml_collections.ConfigDict:
+    """``get_config(*args)`` of the config file at ``path`` (configs build on each other)."""
+    import importlib.util
+    import os
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(*args)
