@@ -8,6 +8,13 @@
   block in the first three stages), squeeze-excitation, and a BN-neck; the
   feature is 2048-d (a linear reduction is added if ``embedding_dim`` differs).
 
+* ``resnet_edge``: a small basic-block ResNet (ResNet-18 layout, widths
+  32-64-128-256 by default, last stride 1, ReLU6) with the LuNet-style head
+  FC512-BN-ReLU6-FC(embedding_dim); plain convolutions, batch norm, ReLU6 and
+  additions only, so it quantizes to full int8 like ``mobilenet_edge`` while
+  fitting more on CPU budgets (dense convolutions run faster per parameter
+  than depthwise ones on a CPU; see BENCHMARKS.md).
+
 ``weights``: None (random), ``'imagenet'`` (Keras downloads them; needs the
 network), or the path of a local weights file of Keras' ResNet-50 without top
 (``.weights.h5`` or the legacy ``.h5``).
@@ -168,3 +175,47 @@ def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_str
     if bnneck:  # BN without shift: the BN-neck of Luo et al. (bias frozen at 0)
         x = layers.BatchNormalization(center=False, name="bnneck")(x)
     return keras.Model(inputs, x, name="resnet50_reid")
+
+
+def _basic_block(x, filters: int, stride: int, name: str):
+    """ResNet basic block (two 3x3 convolutions) with ReLU6 activations."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                 name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      name=f"{name}_conv1")(x)
+    y = layers.ReLU(6.0, name=f"{name}_relu1")(layers.BatchNormalization(name=f"{name}_bn1")(y))
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    return layers.ReLU(6.0, name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+@register("resnet_edge", preprocessing="scale")
+def resnet_edge(input_shape=(128, 64, 3), embedding_dim: int = 128,
+                widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2),
+                last_stride: int = 1) -> keras.Model:
+    """Basic-block ResNet (ResNet-18 layout by default) + GAP + FC512-BN-ReLU6 + FC."""
+    if len(widths) != len(blocks) or not widths:
+        raise ValueError(f"widths {widths} and blocks {blocks} must be non-empty and "
+                         "of the same length")
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    inputs = keras.Input(input_shape, name="images")
+    x = layers.Conv2D(widths[0], 7, strides=2, padding="same", use_bias=False,
+                      name="stem_conv")(inputs)
+    x = layers.ReLU(6.0, name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    last = len(widths) - 1
+    for i, (filters, count) in enumerate(zip(widths, blocks)):
+        for b in range(count):
+            stride = 1 if i == 0 or b > 0 else (last_stride if i == last else 2)
+            x = _basic_block(x, int(filters), stride, f"stage{i + 1}_block{b + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    backbone = keras.Model(inputs, x, name="backbone")
+    inputs = keras.Input(input_shape, name="images")
+    x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(backbone(inputs))
+    x = layers.ReLU(6.0, name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
+    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    return keras.Model(inputs, x, name="resnet_edge")

@@ -30,7 +30,7 @@ def test_trinet_has_25_74_million_parameters():
     assert model.output.shape == (None, 128)
 
 
-@pytest.mark.parametrize("name", ["lunet", "mobilenet_edge"])
+@pytest.mark.parametrize("name", ["lunet", "mobilenet_edge", "resnet_edge"])
 @pytest.mark.parametrize("size", [(256, 128), (128, 64), (64, 32)])
 def test_builds_at_reid_sizes(name, size):
     model = models.build(name, (*size, 3))
@@ -53,20 +53,37 @@ def test_resnet50_reid_variants():
     assert isinstance(plain.get_layer("bnneck"), keras.layers.BatchNormalization)
 
 
-def test_edge_backbone_uses_int8_friendly_ops_only():
-    model = models.build("mobilenet_edge", (128, 64, 3))
+@pytest.mark.parametrize("name", ["mobilenet_edge", "resnet_edge"])
+def test_edge_backbone_uses_int8_friendly_ops_only(name):
+    model = models.build(name, (128, 64, 3))
     allowed = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
                "Activation", "Add", "ZeroPadding2D", "GlobalAveragePooling2D", "Dense",
-               "Functional", "Rescaling", "Multiply", "Flatten", "Dropout"}
+               "Functional", "Rescaling", "Multiply", "Flatten", "Dropout", "MaxPooling2D"}
     found = {type(l).__name__ for l in model.get_layer("backbone").layers}
     assert found <= allowed, found - allowed
     acts = {l.get_config().get("activation") for l in model.get_layer("backbone").layers
             if type(l).__name__ == "Activation"}
     assert acts <= {"relu", None}, acts
+    caps = {l.max_value for l in model.get_layer("backbone").layers if type(l).__name__ == "ReLU"}
+    assert caps == {6.0}, caps                                   # bounded: tight int8 ranges
+
+
+def test_resnet_edge_layout():
+    model = models.build("resnet_edge", (128, 64, 3))
+    backbone = model.get_layer("backbone")
+    assert backbone.get_layer("stage4_block2_out").output.shape[1:] == (8, 4, 256)  # last stride 1
+    assert backbone.get_layer("stage3_block2_out").output.shape[1:] == (8, 4, 128)
+    assert 2.9e6 < _trainable(model) < 3.1e6
+    s2 = models.build("resnet_edge", (128, 64, 3), last_stride=2, widths=(16, 32), blocks=(1, 1))
+    assert s2.get_layer("backbone").get_layer("stage2_block1_out").output.shape[1:] == (16, 8, 32)
+    with pytest.raises(ValueError, match="last_stride"):
+        models.build("resnet_edge", (128, 64, 3), last_stride=3)
+    with pytest.raises(ValueError, match="same length"):
+        models.build("resnet_edge", (128, 64, 3), widths=(16, 32), blocks=(1,))
 
 
 @pytest.mark.parametrize("name,size,kwargs", [
-    ("lunet", (64, 32), {}), ("mobilenet_edge", (64, 32), {}),
+    ("lunet", (64, 32), {}), ("mobilenet_edge", (64, 32), {}), ("resnet_edge", (64, 32), {}),
     ("resnet50_reid", (64, 32), {"ibn": True, "se": True})])
 def test_save_load_round_trip(tmp_path, name, size, kwargs):
     model = models.build(name, (*size, 3), **kwargs)
