@@ -10,7 +10,8 @@ DEMO_DIR ?= demo_out
 .PHONY: demo test install clean
 
 $(STAMP): pyproject.toml setup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# a virtualenv left half-made (creation interrupted: no pip) is made anew
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,export]"
 	touch $(STAMP)
