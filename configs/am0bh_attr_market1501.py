@@ -7,14 +7,11 @@ Everything else as am0bh_market1501.py. Target: the paper's Table 3 attribute
 row on Market-1501 (not reproduced here: the dataset is not on this machine).
 """
 
-import os
-
 from kreid.training.config import load_config_file
 
 
 def get_config():
-    c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                      "am0bh_market1501.py"))
+    c = load_config_file("am0bh_market1501.py", relative_to=__file__)
     c.losses = dict(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
                     attributes=dict(weight=0.25, slice_dim=16, scale=16.0, margin=0.0),
                     batch_hard=dict(weight=0.33, margin=0.3))

@@ -2,25 +2,17 @@
 
 LuNet's full-resolution 128-channel blocks cost about 54 training images/s
 at 64x32 on 2 CPU cores, so this run is short; it provides the trained LuNet
-for the export benchmark (issue 6). Same recipe as cuhk03_labeled_cpu.py:
+for the export benchmark (issue 6). Same recipe as cuhk03_am0bh_cpu.py:
 AM0 (s=16) + soft-margin batch hard, camera-balanced PK batches, colour
 jitter and random erasing. Target: Table 1's setting at CPU scale, reported
 under the README protocol and the CUHK03 single-gallery-shot metric.
 """
 
-import os
-
 from kreid.training.config import load_config_file
 
 
-def _recipe():
-    """cuhk03_labeled_cpu.py's config (data, augmentation, camera-balanced PK, losses)."""
-    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                         "cuhk03_labeled_cpu.py"))
-
-
 def get_config():
-    c = _recipe()
+    c = load_config_file("cuhk03_am0bh_cpu.py", relative_to=__file__)
     c.model.name = "lunet"
     c.image_size = (64, 32)
     c.batch.p = 16

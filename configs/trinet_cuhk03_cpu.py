@@ -4,23 +4,15 @@ ResNet-50 + FC1024-BN-ReLU + FC128 (Hermans et al. Table 2 architecture) at
 128x64 for a short run. ImageNet weights are NOT available on this machine
 (no network; the Keras download fails with a clear error), so the ResNet-50
 starts from random weights, the opposite of the paper's pretrained TriNet.
-Recipe as cuhk03_labeled_cpu.py. Target: Table 2's TriNet architecture run
+Recipe as cuhk03_am0bh_cpu.py. Target: Table 2's TriNet architecture run
 end to end at CPU scale; accuracy is reported, not expected to be high.
 """
-
-import os
 
 from kreid.training.config import load_config_file
 
 
-def _recipe():
-    """cuhk03_labeled_cpu.py's config (data, augmentation, camera-balanced PK, losses)."""
-    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                         "cuhk03_labeled_cpu.py"))
-
-
 def get_config():
-    c = _recipe()
+    c = load_config_file("cuhk03_am0bh_cpu.py", relative_to=__file__)
     c.model = dict(name="trinet", embedding_dim=128, kwargs=dict(weights=None))
     c.image_size = (128, 64)
     c.batch.p = 16

@@ -38,11 +38,17 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def load_config_file(path: str, *args) -> ml_collections.ConfigDict:
-    """``get_config(*args)`` of the config file at ``path`` (configs build on each other)."""
+def load_config_file(path: str, *args, relative_to: str | None = None) -> ml_collections.ConfigDict:
+    """``get_config(*args)`` of the config file at ``path`` (configs build on each other).
+
+    ``relative_to``: a file whose folder ``path`` is relative to (a config
+    passes its own ``__file__`` to build on a sibling config).
+    """
     import importlib.util
     import os
 
+    if relative_to is not None:
+        path = os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)
     name = os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

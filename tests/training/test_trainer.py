@@ -171,7 +171,7 @@ def test_trainer_with_offline_miners(tmp_path, synthetic_root, losses):
 
 CONFIGS = ["trinet_market1501", "lunet_market1501", "lunet_mars_table1", "am0bh_market1501",
            "am0bh_attr_market1501", "unicls_mpn_market1501", "rptm_veri776", "lunet_synthetic",
-           "cuhk03_labeled_cpu", "cuhk03_lunet_cpu", "trinet_cuhk03_cpu"]
+           "cuhk03_labeled_cpu", "cuhk03_am0bh_cpu", "cuhk03_lunet_cpu", "trinet_cuhk03_cpu"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
