@@ -29,12 +29,22 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _require(name: str) -> None:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(names())}")
+
+
+def preprocessing(name: str) -> str:
+    """The input scaling model ``name`` expects (an unknown name lists the registered ones)."""
+    _require(name)
+    return PREPROCESSING[name]
+
+
 def build(name: str, input_shape=(128, 64, 3), embedding_dim: int | None = None,
           **kwargs) -> keras.Model:
     """Build model ``name``; ``embedding_dim`` None keeps the model's own default
-    (128 for lunet, trinet and mobilenet_edge; 2048 for resnet50_reid)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(names())}")
+    (128 for lunet, trinet, mobilenet_edge and resnet_edge; 2048 for resnet50_reid)."""
+    _require(name)
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ValueError(f"input_shape must be (H, W, 3), got {input_shape}")
     if embedding_dim is not None:

@@ -126,7 +126,7 @@ class Trainer:
         attrs = pipeline.attribute_matrix(train)
         self.attr_cols = attribute_columns(attrs)
         self.image_size = tuple(c.image_size)
-        self.preprocessing = c.get("preprocessing") or models.PREPROCESSING[c.model.name]
+        self.preprocessing = c.get("preprocessing") or models.preprocessing(c.model.name)
         self.batch_size = int(c.batch.p) * int(c.batch.k)
         self.steps_per_epoch = max(1, math.ceil(len(train) / self.batch_size))
 

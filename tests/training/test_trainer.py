@@ -199,3 +199,10 @@ def test_table1_grid_cells():
     assert t1.get_config("batch_hard-soft").losses.batch_hard.margin == "soft"
     with pytest.raises(ValueError, match="Table 1 loss"):
         t1.get_config("bogus-1")
+
+
+def test_unknown_model_name_lists_the_registered_ones(synthetic_root, tmp_path):
+    c = _config(synthetic_root)
+    c.model.name = "resnet_edgee"
+    with pytest.raises(KeyError, match="unknown model 'resnet_edgee'; registered: .*resnet_edge"):
+        Trainer(c, str(tmp_path), progress=False)
