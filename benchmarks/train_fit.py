@@ -22,26 +22,19 @@ IDS = flags.DEFINE_integer("ids", 100, "training identities scored")
 TTA = flags.DEFINE_string("tta", "none", "test-time augmentation")
 
 
-def _query_gallery(records):
-    query, gallery, seen = [], [], set()
-    for r in sorted(records, key=lambda r: r.path):   # lowest image number first
-        key = (r.pid, r.camid)
-        (gallery if key in seen else query).append(r)
-        seen.add(key)
-    return query, gallery
-
-
 def main(argv):
     del argv
     import numpy as np
 
     from kreid.data import datasets
+    from kreid.data.datasets.cuhk03 import query_gallery_split
     from kreid.evaluation import distances, embed, metrics, protocols
 
     ds = datasets.load("cuhk03", ROOT.value)
     embedder = embed.load_embedder(MODEL.value)
     ids = set(sorted({r.pid for r in ds.train})[:IDS.value])
-    splits = {f"train ({len(ids)} ids)": _query_gallery([r for r in ds.train if r.pid in ids]),
+    train = query_gallery_split([r for r in ds.train if r.pid in ids])
+    splits = {f"train ({len(ids)} ids)": train,
               "test": (ds.query, ds.gallery)}
     for name, (query, gallery) in splits.items():
         q = embed.embed_records(embedder, query, tta=TTA.value, progress=False)

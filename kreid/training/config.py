@@ -38,7 +38,8 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def load_config_file(path: str, *args, relative_to: str | None = None) -> ml_collections.ConfigDict:
+def load_config_file(path: str, *args,
+                     relative_to: str | None = None) -> ml_collections.ConfigDict:
     """``get_config(*args)`` of the config file at ``path`` (configs build on each other).
 
     ``relative_to``: a file whose folder ``path`` is relative to (a config

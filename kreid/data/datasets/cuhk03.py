@@ -39,13 +39,20 @@ def _folder_records(folder: str) -> list[Record]:
     return out
 
 
-def _load_folder_layout(root: str) -> ReidDataset:
-    train = relabel(_folder_records(os.path.join(root, "train")))
+def query_gallery_split(records) -> tuple[list[Record], list[Record]]:
+    """The folder layout's protocol: per identity and camera the lowest-numbered
+    image is a query, every other image is in the gallery."""
     query, gallery, seen = [], [], set()
-    for r in _folder_records(os.path.join(root, "val")):  # sorted: lowest index first
+    for r in sorted(records, key=lambda r: r.path):   # IIII_NN: lowest index first
         key = (r.pid, r.camid)
         (gallery if key in seen else query).append(r)
         seen.add(key)
+    return query, gallery
+
+
+def _load_folder_layout(root: str) -> ReidDataset:
+    train = relabel(_folder_records(os.path.join(root, "train")))
+    query, gallery = query_gallery_split(_folder_records(os.path.join(root, "val")))
     ds = ReidDataset("cuhk03", root, train, query, gallery, meta={"layout": "folder"})
     ds.check_nonempty()
     return ds
