@@ -17,7 +17,11 @@ SPLITS = flags.DEFINE_list("splits", ["query", "gallery"], "splits to embed")
 TTA = flags.DEFINE_enum("tta", "none", ["none", "center", "center_flip", "five", "five_flip"],
                         "test-time augmentation")
 NORMALIZE = flags.DEFINE_bool("normalize", False, "L2-normalise views before averaging")
-BATCH = flags.DEFINE_integer("batch_size", 64, "images per batch")
+BATCH = flags.DEFINE_integer("batch_size", 64, "images per model call, TTA views included "
+                             "(bounds memory whatever the TTA and the dataset size)")
+PREPROCESSING = flags.DEFINE_enum("preprocessing", None, ["scale", "imagenet", "torch", "none"],
+                                  "input preprocessing of a .keras --model without its .json "
+                                  "sidecar")
 OUTPUT = flags.DEFINE_string("output", None, "output folder for <split>.npz", required=True)
 
 
@@ -27,7 +31,8 @@ def main(argv):
     from kreid.evaluation.embed import embed_records, load_embedder
 
     ds = datasets.load(DATASET.value, ROOT.value)
-    embedder = load_embedder(MODEL.value)
+    embedder = load_embedder(MODEL.value, preprocessing=PREPROCESSING.value,
+                             supply="pass --preprocessing=scale|imagenet|torch|none")
     for split in SPLITS.value:
         if split not in ("train", "query", "gallery"):
             raise app.UsageError(f"--splits: unknown split {split!r}")

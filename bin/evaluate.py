@@ -26,6 +26,12 @@ PROTOCOL = flags.DEFINE_enum("protocol", "market",
                              ["market", "multi_query", "tracklet", "cuhk03_sgs"], "protocol")
 MAX_RANK = flags.DEFINE_integer("max_rank", 50, "CMC length")
 REPORT = flags.DEFINE_string("report_dir", None, "write metrics.json and figures here")
+PREPROCESSING = flags.DEFINE_enum("preprocessing", None, ["scale", "imagenet", "torch", "none"],
+                                  "input preprocessing of a .keras --model without its .json "
+                                  "sidecar")
+MIXED = flags.DEFINE_bool("allow_mixed_models", False,
+                          "compare query and gallery files embedded by different models "
+                          "(refused by default: their distances are meaningless)")
 
 
 def main(argv):
@@ -39,15 +45,20 @@ def main(argv):
         from kreid.data import datasets
 
         ds = datasets.load(DATASET.value, ROOT.value)
-        embedder = load_embedder(MODEL.value)
+        embedder = load_embedder(MODEL.value, preprocessing=PREPROCESSING.value,
+                                 supply="pass --preprocessing=scale|imagenet|torch|none")
         q = embed_records(embedder, ds.query, TTA.value, label="query")
         g = embed_records(embedder, ds.gallery, TTA.value, label="gallery")
     elif QUERY.value and GALLERY.value:
         q, g = EmbeddingSet.load(QUERY.value), EmbeddingSet.load(GALLERY.value)
+        for flag, path, value in (("--query", QUERY.value, q), ("--gallery", GALLERY.value, g)):
+            if not len(value):
+                raise app.UsageError(f"{flag}={path}: the embedding file holds no embeddings "
+                                     "(an empty split?)")
     else:
         raise app.UsageError("give --query and --gallery files, or --model with --dataset/--root")
     res, dist = runner.score(q, g, METRIC.value, PROTOCOL.value, RERANK.value, AP.value,
-                             MAX_RANK.value)
+                             MAX_RANK.value, allow_mixed_models=MIXED.value)
     print(reports.summary_line(res))
     if REPORT.value:
         files = runner.write_report(res, q, g, dist, REPORT.value)

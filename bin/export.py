@@ -31,6 +31,10 @@ TTA = flags.DEFINE_enum("tta", "none", ["none", "center", "center_flip", "five",
 PROTOCOL = flags.DEFINE_enum("protocol", "market", ["market", "cuhk03_sgs"], "protocol")
 THRESHOLD = flags.DEFINE_float("threshold", 1.0,
                                "mAP points lost above which the worst layers are reported")
+PREPROCESSING = flags.DEFINE_enum("preprocessing", None, ["scale", "imagenet", "torch", "none"],
+                                  "input preprocessing of --model; needed when its .json "
+                                  "sidecar is missing (overrides it otherwise)")
+SUPPLY = "pass --preprocessing=scale|imagenet|torch|none (the one the model was trained with)"
 
 
 def main(argv):
@@ -44,19 +48,13 @@ def main(argv):
         table = compare.export_and_compare(MODEL.value, ds, OUT.value, FORMATS.value,
                                            num_calibration=NUM_CAL.value, tta=TTA.value,
                                            protocol=PROTOCOL.value, threshold=THRESHOLD.value,
-                                           io_type=IO_TYPE.value)
+                                           io_type=IO_TYPE.value,
+                                           preprocessing=PREPROCESSING.value, supply=SUPPLY)
         print(compare.markdown_table(table))
         return
-    import keras
-
-    from kreid.evaluation.embed import read_sidecar
-    sidecar = read_sidecar(MODEL.value)
-    model = keras.models.load_model(MODEL.value, safe_mode=True, compile=False)
-    spec = convert.ExportSpec(tuple(model.input_shape[1:3]),
-                              sidecar.get("preprocessing", "scale"), sidecar.get("model", "model"))
-    cal = convert.calibration_images(ds.train, spec, min(NUM_CAL.value, len(ds.train)))
-    for fmt, path in convert.export_all(model, OUT.value, spec, FORMATS.value, cal,
-                                        IO_TYPE.value).items():
+    for fmt, path in convert.export_keras_file(
+            MODEL.value, OUT.value, ds.train, FORMATS.value, NUM_CAL.value, IO_TYPE.value,
+            PREPROCESSING.value, SUPPLY).items():
         print(f"{fmt}: {path}")
 
 

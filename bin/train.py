@@ -59,4 +59,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kreid.training.config import parse_flags
+
+    app.run(main, flags_parser=parse_flags)

@@ -19,3 +19,15 @@ class ImageReadError(KreidError, IOError):
 
 class SamplerError(KreidError, ValueError):
     """PK sampling is impossible with the given identities, P and K."""
+
+
+class ModelMismatchError(KreidError, ValueError):
+    """Embeddings made by different models (fingerprints differ) are being compared."""
+
+
+class NonFiniteError(KreidError, FloatingPointError):
+    """A loss, gradient, weight or checkpoint holds NaN or inf; names the step and term."""
+
+
+class ForeignDataError(KreidError, FileExistsError):
+    """kreid was asked to write where files it did not write already stand; names one."""

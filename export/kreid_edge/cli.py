@@ -28,13 +28,14 @@ def _gallery_folder(folder: str):
     return images, ids
 
 
-def main(argv=None) -> int:
+def _run(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="kreid-edge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     enroll = sub.add_parser("enroll", help="embed a gallery folder (one sub-folder per identity)")
     enroll.add_argument("--model", required=True)
     enroll.add_argument("--gallery", required=True)
-    enroll.add_argument("--out", required=True, help="gallery embeddings (.npz)")
+    enroll.add_argument("--out", required=True,
+                        help="gallery embeddings (.npz is appended when missing)")
     match = sub.add_parser("match", help="nearest identities of query crops")
     match.add_argument("--model", required=True)
     match.add_argument("--gallery", required=True, help=".npz from enroll")
@@ -48,13 +49,27 @@ def main(argv=None) -> int:
     if args.command == "enroll":
         images, ids = _gallery_folder(args.gallery)
         matcher.enroll(images, ids)
-        matcher.save(args.out)
-        print(f"enrolled {len(images)} images of {len(set(ids))} identities -> {args.out}")
+        out = matcher.save(args.out)
+        print(f"enrolled {len(images)} images of {len(set(ids))} identities -> {out}")
         return 0
     matcher.load(args.gallery)
     for path, result in zip(args.query, matcher.match(args.query, args.top_k)):
         print(path + ": " + ", ".join(f"{i} ({d:.3f})" for i, d in result))
     return 0
+
+
+def main(argv=None) -> int:
+    """The CLI; bad input (a missing or corrupt image, a foreign gallery, a model without
+    its sidecar) ends with one line naming the file and exit status 2, not a traceback."""
+    from kreid_edge.images import ImageFileError
+    from kreid_edge.matcher import GalleryError
+    from kreid_edge.sidecar import SidecarError
+
+    try:
+        return _run(argv)
+    except (ImageFileError, GalleryError, SidecarError, FileNotFoundError) as exc:
+        print(f"kreid-edge: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

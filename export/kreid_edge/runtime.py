@@ -11,67 +11,14 @@ at test time (bilinear resize with half-pixel centres, on float values).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 
-_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
-_TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-class SidecarError(ValueError):
-    """The model's sidecar JSON is missing or incomplete."""
-
-
-def read_sidecar(model_path: str) -> dict:
-    path = model_path + ".json"
-    if not os.path.isfile(path):
-        raise SidecarError(f"{path}: missing sidecar JSON (input_size, preprocessing) for "
-                           f"{model_path}; export with bin/export.py, which writes it")
-    with open(path) as f:
-        meta = json.load(f)
-    for key in ("input_size", "preprocessing"):
-        if key not in meta:
-            raise SidecarError(f"{path}: field {key!r} is missing")
-    return meta
-
-
-class Preprocessor:
-    """BGR uint8 images -> preprocessed float32 batch [B, H, W, 3] (RGB)."""
-
-    def __init__(self, input_size, preprocessing: str):
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        if preprocessing not in ("scale", "imagenet", "torch", "none"):
-            raise SidecarError(f"unknown preprocessing {preprocessing!r}")
-        self.preprocessing = preprocessing
-
-    def normalise(self, rgb: np.ndarray) -> np.ndarray:
-        if self.preprocessing == "scale":
-            return rgb / 255.0
-        if self.preprocessing == "imagenet":
-            return rgb[..., ::-1] - _CAFFE_MEAN_BGR
-        if self.preprocessing == "torch":
-            return (rgb / 255.0 - _TORCH_MEAN) / _TORCH_STD
-        return rgb
-
-    def __call__(self, images) -> np.ndarray:
-        import cv2
-
-        h, w = self.input_size
-        out = np.empty((len(images), h, w, 3), np.float32)
-        for i, image in enumerate(images):
-            if isinstance(image, str):
-                path, image = image, cv2.imread(image, cv2.IMREAD_COLOR)
-                if image is None:
-                    raise ValueError(f"{path}: not a readable image")
-            if image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"image {i}: expected H x W x 3 BGR, got shape {image.shape}")
-            rgb = image[..., ::-1].astype(np.float32)
-            out[i] = self.normalise(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR))
-        return out
+from kreid_edge.files import file_fingerprint
+from kreid_edge.preprocessing import Preprocessor
+from kreid_edge.sidecar import SidecarError, read_sidecar  # noqa: F401  (re-exported)
 
 
 class _Base:
@@ -81,10 +28,13 @@ class _Base:
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.path = model_path
-        self.meta = read_sidecar(model_path)
-        self.input_size = tuple(int(v) for v in self.meta["input_size"])
-        self.preprocessing = self.meta["preprocessing"]
+        self.meta = read_sidecar(model_path, "export the model with bin/export.py, which "
+                                             "writes it")
+        self.input_size = self.meta.input_size
+        self.preprocessing = self.meta.preprocessing
         self.preprocessor = Preprocessor(self.input_size, self.preprocessing)
+        self.fingerprint = file_fingerprint(model_path)
+        self.embedding_dim = 0        # set by the subclass from the model's output shape
 
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -98,11 +48,14 @@ class _Base:
                             "for raw uint8 images")
         return images
 
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.embedding_dim), np.float32)
+
     def embed_images(self, images, batch_size: int = 32) -> np.ndarray:
         """Embed raw BGR images (arrays or paths) with the model's own preprocessing."""
         out = [self(self.preprocessor(images[i:i + batch_size]))
                for i in range(0, len(images), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return np.concatenate(out) if out else self._empty()
 
     def latency(self, runs: int = 30, warmup: int = 3) -> float:
         """Median seconds per image at batch 1."""
@@ -131,6 +84,7 @@ class TFLiteEmbedder(_Base):
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
         self._batch = int(self._in["shape"][0])
+        self.embedding_dim = int(self._out["shape"][-1])
 
     def _set_batch(self, n: int) -> None:
         if n != self._batch:
@@ -142,6 +96,8 @@ class TFLiteEmbedder(_Base):
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = self._check(images)
+        if not len(images):           # resizing the interpreter to 0 would break later calls
+            return self._empty()
         self._set_batch(len(images))
         dtype = self._in["dtype"]
         if dtype in (np.int8, np.uint8):
@@ -173,9 +129,13 @@ class OnnxEmbedder(_Base):
         self.session = ort.InferenceSession(model_path, options,
                                             providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
+        dim = self.session.get_outputs()[0].shape[-1]
+        self.embedding_dim = dim if isinstance(dim, int) else 0
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = self._check(images)
+        if not len(images):
+            return self._empty()
         return np.asarray(self.session.run(None, {self._input: images})[0], np.float32)
 
 

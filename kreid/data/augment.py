@@ -21,12 +21,10 @@ import dataclasses
 
 import tensorflow as tf
 
+from kreid_edge.preprocessing import CAFFE_MEAN_BGR, PREPROCESSING, TORCH_MEAN, TORCH_STD
+
 PRE_CROP_SCALE = 1.125
 TTA_MODES = ("none", "center", "center_flip", "five", "five_flip")
-PREPROCESSING = ("scale", "imagenet", "torch", "none")
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass
@@ -124,19 +122,15 @@ def augment(image: tf.Tensor, size: tuple[int, int], config: AugmentConfig,
 
 
 def preprocess(image: tf.Tensor, mode: str) -> tf.Tensor:
-    """Map [0, 255] RGB to the network's input range.
-
-    ``scale``: divide by 255 (networks trained from scratch, e.g. LuNet).
-    ``imagenet``: Keras ResNet-50's own "caffe" preprocessing (RGB->BGR, minus
-    the ImageNet mean). ``torch``: [0, 1] then ImageNet mean/std. ``none``: as is.
-    """
+    """Map [0, 255] RGB to the network's input range (the modes and constants of
+    :mod:`kreid_edge.preprocessing`, which does the same in NumPy on the device)."""
     image = tf.cast(image, tf.float32)
     if mode == "scale":
         return image / 255.0
     if mode == "imagenet":
-        return image[..., ::-1] - tf.constant(_CAFFE_MEAN_BGR)
+        return image[..., ::-1] - tf.constant(CAFFE_MEAN_BGR)
     if mode == "torch":
-        return (image / 255.0 - tf.constant(_TORCH_MEAN)) / tf.constant(_TORCH_STD)
+        return (image / 255.0 - tf.constant(TORCH_MEAN)) / tf.constant(TORCH_STD)
     if mode == "none":
         return image
     raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {mode!r}")

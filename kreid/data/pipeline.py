@@ -27,6 +27,7 @@ from kreid.data import augment as aug
 from kreid.data.records import Record
 from kreid.data.sampler import PKSampler
 from kreid.errors import EmptySplitError, ImageReadError
+from kreid_edge.images import image_problem
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -55,22 +56,13 @@ def read_image(path: tf.Tensor) -> tf.Tensor:
 
 
 def check_image(path: str) -> str | None:
-    """None if ``path`` decodes to an image, else the reason it does not."""
-    import cv2
+    """None if ``path`` decodes to an image, else the reason it does not.
 
-    if not os.path.isfile(path):
-        return "missing file"
-    try:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # pragma: no cover - depends on codec build
-        return f"decoder error: {exc}"
-    if image is None or image.size == 0:
-        return "not a decodable image"
-    with open(path, "rb") as f:  # cv2 tolerates truncated JPEGs; TensorFlow does not
-        f.seek(-2, os.SEEK_END)
-        if f.read(2) != b"\xff\xd9" and path.lower().endswith((".jpg", ".jpeg")):
-            return "truncated JPEG (no end-of-image marker)"
-    return None
+    The one check shared with the device runtime (:func:`kreid_edge.images.image_problem`):
+    the format comes from the file's bytes, and a JPEG must reach its end-of-image
+    marker (TensorFlow refuses truncated JPEGs; trailing bytes after it are fine).
+    """
+    return image_problem(path)
 
 
 def find_bad_images(paths: Sequence[str], workers: int = 4) -> dict[str, str]:
@@ -88,6 +80,22 @@ def drop_bad_images(records: Sequence[Record]) -> tuple[list[Record], dict[str, 
     return [r for r in records if r.path not in bad], bad
 
 
+# what TensorFlow raises when a file cannot be read or decoded inside a pipeline
+READ_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError)
+
+
+def raise_unreadable(records: Sequence[Record], exc: Exception,
+                     remedy: str = "pass skip_corrupt=True") -> None:
+    """Re-raise a pipeline error as :class:`ImageReadError` naming every unreadable file;
+    returns (so the caller re-raises ``exc``) when every file reads fine."""
+    bad = find_bad_images([r.path for r in records])
+    if not bad:
+        return
+    listed = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:10])
+    raise ImageReadError(f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, or "
+                         f"{remedy} to drop and count them") from exc
+
+
 def iterate(dataset: tf.data.Dataset, records: Sequence[Record]) -> Iterator:
     """Iterate ``dataset``; a decode failure is re-raised as ImageReadError naming the files."""
     iterator = iter(dataset)
@@ -96,14 +104,9 @@ def iterate(dataset: tf.data.Dataset, records: Sequence[Record]) -> Iterator:
             yield next(iterator)
         except StopIteration:
             return
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as exc:
-            bad = find_bad_images([r.path for r in records])
-            if not bad:
-                raise
-            listed = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:10])
-            raise ImageReadError(
-                f"{len(bad)} unreadable image(s): {listed}. Fix or remove them, or pass "
-                "skip_corrupt=True to drop and count them") from exc
+        except READ_ERRORS as exc:
+            raise_unreadable(records, exc)
+            raise
 
 
 def _columns(records: Sequence[Record], split: str):

@@ -14,6 +14,15 @@ Layout (read by ``kreid.data.datasets.load("market1501", root)``)::
     root/bounding_box_train/0001_c1s1_000151_01.jpg   training identities
     root/query/...                                     one image per test identity and camera
     root/bounding_box_test/...                         the rest, plus distractors (0000) and junk (-1)
+    root/synthetic.json                                settings, counts, attributes
+    root/synthetic_files.txt                           every file generate() wrote
+
+Ownership: :func:`generate` writes only into an empty (or new) folder or
+into a synthetic set it wrote itself, and removes only the files listed in
+its own manifest ``synthetic_files.txt`` (each name is appended there before
+the image is written, so an interrupted run is cleaned up too). A folder
+holding anything else (a real Market-1501 copy, say) is refused with an
+error naming the first foreign file: nothing is deleted or overwritten.
 """
 
 from __future__ import annotations
@@ -23,6 +32,13 @@ import json
 import os
 
 import numpy as np
+
+from kreid.errors import ForeignDataError
+from kreid_edge.files import write_text
+
+MANIFEST = "synthetic_files.txt"
+META = "synthetic.json"
+SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 
 PALETTE = np.array([  # RGB
     [20, 20, 20], [235, 235, 235], [200, 30, 30], [30, 60, 190], [40, 140, 50],
@@ -214,6 +230,52 @@ def _name(pid: int, cam: int, seq: int, frame: int, box: int) -> str:
     return f"{pid_s}_c{cam + 1}s{seq}_{frame:06d}_{box:02d}.jpg"
 
 
+def _manifest(root: str) -> set[str]:
+    path = os.path.join(root, MANIFEST)
+    if not os.path.isfile(path):
+        return set()
+    with open(path) as f:
+        return {line.strip() for line in f if line.strip()}
+
+
+def _first_foreign(root: str, owned: set[str]) -> str | None:
+    """The first path under ``root`` that :func:`generate` did not write, or None."""
+    if not os.path.isdir(root):
+        return None
+    for entry in sorted(os.listdir(root)):
+        path = os.path.join(root, entry)
+        if entry in (META, MANIFEST):
+            continue
+        if entry in SPLITS and os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                if f"{entry}/{name}" not in owned:
+                    return os.path.join(path, name)
+            continue
+        return path
+    return None
+
+
+def _clear_own_files(root: str) -> None:
+    """Remove what an earlier :func:`generate` wrote here (its manifest), nothing else."""
+    owned = _manifest(root)
+    foreign = _first_foreign(root, owned)
+    if foreign is not None:
+        raise ForeignDataError(
+            f"{root} is not an empty folder nor a kreid synthetic set: {foreign} was not "
+            f"written by kreid.data.synthetic (no entry in {MANIFEST}). kreid never deletes "
+            "or overwrites files it did not write: point the synthetic set (e.g. "
+            "config.dataset.root) at a new or empty folder")
+    meta_path = os.path.join(root, META)
+    if os.path.exists(meta_path):     # ours: the set it describes is about to change
+        os.remove(meta_path)
+    for rel in sorted(owned):
+        path = os.path.join(root, *rel.split("/"))
+        if os.path.isfile(path):
+            os.remove(path)
+    if os.path.exists(os.path.join(root, MANIFEST)):
+        os.remove(os.path.join(root, MANIFEST))
+
+
 def generate(root: str, num_identities: int = 200, num_cameras: int = 4, seed: int = 0,
              images_per_camera: tuple[int, int] = (2, 5), train_fraction: float = 0.5,
              num_distractors: int | None = None, num_junk: int | None = None,
@@ -221,7 +283,9 @@ def generate(root: str, num_identities: int = 200, num_cameras: int = 4, seed: i
     """Write the synthetic dataset under ``root`` in Market-1501's layout; deterministic per seed.
 
     Returns a summary dict (also written to ``root/synthetic.json``). If that
-    file exists with the same settings the set is not regenerated.
+    file exists with the same settings the set is not regenerated. ``root``
+    must be new, empty, or a synthetic set written by this function
+    (:class:`~kreid.errors.ForeignDataError` otherwise; see the module docstring).
     """
     import cv2
 
@@ -232,31 +296,34 @@ def generate(root: str, num_identities: int = 200, num_cameras: int = 4, seed: i
     settings = dict(num_identities=num_identities, num_cameras=num_cameras, seed=seed,
                     images_per_camera=list(images_per_camera), train_fraction=train_fraction,
                     num_distractors=num_distractors, num_junk=num_junk, jpeg_quality=jpeg_quality)
-    meta_path = os.path.join(root, "synthetic.json")
+    meta_path = os.path.join(root, META)
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
         if meta.get("settings") == settings:
             return meta
+    _clear_own_files(root)
     rng = np.random.default_rng(seed)
     idents = [random_identity(rng) for _ in range(num_identities)]
     cams = [random_camera(rng) for _ in range(num_cameras)]
     num_train = max(2, int(round(num_identities * train_fraction)))
-    dirs = {k: os.path.join(root, k) for k in ("bounding_box_train", "query", "bounding_box_test")}
-    for d in dirs.values():  # a regeneration with other settings starts from empty folders
+    dirs = {k: os.path.join(root, k) for k in SPLITS}
+    for d in dirs.values():
         os.makedirs(d, exist_ok=True)
-        for name in os.listdir(d):
-            if name.endswith(".jpg"):
-                os.remove(os.path.join(d, name))
     params = [int(cv2.IMWRITE_JPEG_QUALITY), jpeg_quality]
     counts = {k: 0 for k in dirs}
     frame = 0
+    manifest = open(os.path.join(root, MANIFEST), "a")
 
     def write(folder, pid, cam, img):
         nonlocal frame
         frame += int(rng.integers(1, 40))
         name = _name(pid, cam, 1 + cam % 6, frame, 1 + counts[folder] % 3)
-        cv2.imwrite(os.path.join(dirs[folder], name), img[..., ::-1], params)
+        manifest.write(f"{folder}/{name}\n")    # listed before it exists: a kill leaves no orphan
+        manifest.flush()
+        path = os.path.join(dirs[folder], name)
+        if not cv2.imwrite(path, img[..., ::-1], params):
+            raise OSError(f"could not write {path}")
         counts[folder] += 1
 
     attributes = {}
@@ -282,12 +349,11 @@ def generate(root: str, num_identities: int = 200, num_cameras: int = 4, seed: i
         img = render(idents[int(rng.integers(num_identities))], cams[cam], rng)
         img[:, : W // 2 + int(rng.integers(0, W // 3))] = img[:, :1]
         write("bounding_box_test", -1, cam, img)
+    manifest.close()
     meta = {"settings": settings, "counts": counts, "attribute_names": list(ATTRIBUTE_NAMES),
-            "attributes": {str(k): v for k, v in attributes.items()}, "num_train_ids": num_train}
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f)
-    os.replace(tmp, meta_path)
+            "attributes": {str(k): v for k, v in attributes.items()}, "num_train_ids": num_train,
+            "manifest": MANIFEST}
+    write_text(meta_path, json.dumps(meta))
     return meta
 
 

@@ -10,15 +10,26 @@ import numpy as np
 
 from kreid.evaluation import protocols, reports
 from kreid.evaluation.distances import distance_matrix
-from kreid.evaluation.embed import EmbeddingSet, embed_records
+from kreid.evaluation.embed import EmbeddingSet, check_same_model, embed_records
+from kreid.errors import EmptySplitError
 from kreid.evaluation.metrics import evaluate
 from kreid.evaluation.rerank import re_ranking
 
 
 def score(q: EmbeddingSet, g: EmbeddingSet, metric: str = "euclidean",
           protocol: str = "market", rerank: bool = False, ap: str = "standard",
-          max_rank: int = 50, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
-    """Returns (results dict, query x gallery distance matrix or None)."""
+          max_rank: int = 50, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+          allow_mixed_models: bool = False):
+    """Returns (results dict, query x gallery distance matrix or None).
+
+    Query and gallery embedded by models with different fingerprints are
+    refused (:class:`~kreid.errors.ModelMismatchError`) unless ``allow_mixed_models``.
+    """
+    for name, s in (("query", q), ("gallery", g)):
+        if not len(s):
+            raise EmptySplitError(f"the {name} set is empty: nothing to evaluate")
+    if not allow_mixed_models:
+        check_same_model(q, g)
     if protocol not in protocols.PROTOCOLS:
         raise ValueError(f"protocol must be one of {protocols.PROTOCOLS}, got {protocol!r}")
     if protocol == "multi_query":

@@ -18,9 +18,10 @@ import time
 import numpy as np
 
 from kreid.evaluation import reports
-from kreid.evaluation.embed import KerasEmbedder, embed_records, read_sidecar
+from kreid.evaluation.embed import KerasEmbedder, embed_records, keras_sidecar
 from kreid.evaluation.runner import score
 from kreid.export import convert
+from kreid_edge.files import write_text
 
 
 def _size(path: str) -> int:
@@ -42,6 +43,18 @@ def keras_latency(model, input_size, runs: int = 30) -> float:
         fn(x).numpy()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def cosine_to_reference(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity of ``x`` to ``ref`` in float64; identical rows give exactly
+    1 whatever their norm (tiny norms are not clamped into a wrong value), a zero row
+    against a non-zero one gives 0."""
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    nx, nr = np.linalg.norm(x, axis=1), np.linalg.norm(ref, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.sum(x * ref, 1) / (nx * nr)
+    cos = np.where((nx == 0) | (nr == 0), 0.0, np.clip(cos, -1.0, 1.0))
+    return np.where(np.all(x == ref, axis=1), 1.0, cos)
 
 
 def worst_layers(saved_model_dir: str, calibration: np.ndarray, top: int = 5) -> list[dict]:
@@ -68,21 +81,26 @@ def worst_layers(saved_model_dir: str, calibration: np.ndarray, top: int = 5) ->
 def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
                        calibration_records=None, num_calibration: int = 200, tta: str = "none",
                        protocol: str = "market", threshold: float = 1.0, io_type: str = "int8",
-                       latency_runs: int = 30, debug: bool = True) -> dict:
+                       latency_runs: int = 30, debug: bool = True,
+                       preprocessing: str | None = None, supply: str = "") -> dict:
     """Export ``keras_path`` to ``formats`` and score every variant; writes
-    ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the table."""
+    ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the table.
+
+    The model's sidecar gives its preprocessing; ``preprocessing`` overrides it
+    or stands in for a missing one (``supply`` names the flag, for the error).
+    """
     import keras
 
-    sidecar = read_sidecar(keras_path)
+    sidecar = keras_sidecar(keras_path, preprocessing, supply)
     model = keras.models.load_model(keras_path, safe_mode=True, compile=False)
-    spec = convert.ExportSpec(tuple(model.input_shape[1:3]), sidecar.get("preprocessing", "scale"),
-                              sidecar.get("model", "model"))
+    float_emb = KerasEmbedder(model, sidecar.preprocessing, keras_path)
+    spec = convert.ExportSpec(tuple(model.input_shape[1:3]), sidecar.preprocessing,
+                              sidecar.model, float_emb.fingerprint)
     formats = list(formats or convert.FORMATS)
     records = calibration_records if calibration_records is not None else dataset.train
     calibration = convert.calibration_images(records, spec, min(num_calibration, len(records)))
     paths = convert.export_all(model, out_dir, spec, formats, calibration, io_type)
 
-    float_emb = KerasEmbedder(model, spec.preprocessing)
     fq = embed_records(float_emb, dataset.query, tta, progress=False)
     fg = embed_records(float_emb, dataset.gallery, tta, progress=False)
     ref, _ = score(fq, fg, protocol=protocol)
@@ -101,8 +119,7 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
         res, _ = score(q, g, protocol=protocol)
         both = np.concatenate([q.embeddings, g.embeddings])
         ref_both = np.concatenate([fq.embeddings, fg.embeddings])
-        cos = np.sum(both * ref_both, 1) / np.maximum(
-            np.linalg.norm(both, axis=1) * np.linalg.norm(ref_both, axis=1), 1e-12)
+        cos = cosine_to_reference(both, ref_both)
         row = {"format": fmt, "size_mb": _size(path) / 2 ** 20, "mAP": res["mAP"],
                "rank1": float(res["cmc"][0]), "delta_mAP": 100 * (res["mAP"] - ref["mAP"]),
                "cosine": float(cos.mean()),
@@ -119,13 +136,13 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
              "num_query": len(dataset.query), "num_gallery": len(dataset.gallery),
              "num_calibration": len(calibration), "rows": rows}
     reports.write_json(table, os.path.join(out_dir, "quantized_accuracy.json"))
-    with open(os.path.join(out_dir, "quantized_accuracy.md"), "w") as f:
-        f.write(markdown_table(table) + "\n")
+    write_text(os.path.join(out_dir, "quantized_accuracy.md"), markdown_table(table) + "\n")
     return table
 
 
 def _sm(out_dir, spec, model):
-    return convert.saved_model(model, os.path.join(out_dir, spec.model_name + ".savedmodel"))
+    return convert.saved_model(model, os.path.join(out_dir, spec.model_name + ".savedmodel"),
+                               spec)
 
 
 def markdown_table(table: dict) -> str:

@@ -2,8 +2,10 @@
 int8, full-integer int8) and ONNX (float32, static int8 QDQ per-channel).
 
 Every output is written to a temporary name and renamed (no half-written
-model files) and gets a sidecar ``<file>.json`` with the input size and the
-preprocessing, which the runtimes in ``kreid_edge`` read.
+model files) and gets a sidecar ``<file>.json`` (:mod:`kreid_edge.sidecar`)
+with the input size and the preprocessing, which the runtimes in
+``kreid_edge`` read. An existing output file without a kreid sidecar was not
+written by kreid and is never replaced.
 
 Full-integer formats are calibrated on a representative set of training
 images with test-time preprocessing (:func:`calibration_images`).
@@ -12,7 +14,6 @@ images with test-time preprocessing (:func:`calibration_images`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -20,6 +21,10 @@ import tempfile
 from typing import Sequence
 
 import numpy as np
+
+from kreid_edge.files import atomic_write, write_bytes
+from kreid_edge.sidecar import Sidecar, sidecar_path
+from kreid_edge.sidecar import write_sidecar as _write_sidecar
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic_int8",
            "tflite_int8", "onnx_float32", "onnx_int8")
@@ -38,6 +43,12 @@ class ExportSpec:
     input_size: tuple[int, int]
     preprocessing: str
     model_name: str = "model"
+    source_fingerprint: str = ""      # of the Keras model the files are exported from
+
+    @classmethod
+    def from_sidecar(cls, sidecar: Sidecar, source_fingerprint: str = "") -> "ExportSpec":
+        return cls(tuple(sidecar.input_size), sidecar.preprocessing, sidecar.model,
+                   source_fingerprint)
 
 
 def calibration_images(records, spec: ExportSpec, num: int = 200, seed: int = 0) -> np.ndarray:
@@ -68,20 +79,25 @@ def check_calibration(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
     return images.astype(np.float32)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def write_sidecar(path: str, spec: ExportSpec, fmt: str, extra: dict | None = None) -> None:
-    meta = {"input_size": list(spec.input_size), "preprocessing": spec.preprocessing,
-            "model": spec.model_name, "format": fmt, **(extra or {})}
-    _write_atomic(path + ".json", json.dumps(meta, indent=2).encode())
+    extra = dict(extra or {})
+    if spec.source_fingerprint:
+        extra["source_fingerprint"] = spec.source_fingerprint
+    _write_sidecar(path, Sidecar(tuple(spec.input_size), spec.preprocessing, spec.model_name,
+                                 fmt, extra=extra))
 
 
-def saved_model(model, out_dir: str) -> str:
+def check_replaceable(path: str) -> None:
+    """Refuse to replace ``path`` unless kreid wrote it (it has a kreid sidecar)."""
+    if os.path.exists(path) and not os.path.isfile(sidecar_path(path)):
+        raise ExportError(f"{path} exists and was not written by kreid (no {sidecar_path(path)}"
+                          "); choose another output folder or move it away")
+
+
+def saved_model(model, out_dir: str, spec: ExportSpec | None = None) -> str:
+    """Export a SavedModel to ``out_dir`` (replacing only one kreid wrote, see
+    :func:`check_replaceable`); with ``spec`` its sidecar is written too."""
+    check_replaceable(out_dir)
     tmp = tempfile.mkdtemp(prefix=".savedmodel-", dir=os.path.dirname(os.path.abspath(out_dir)))
     try:
         model.export(tmp, format="tf_saved_model", verbose=False)
@@ -90,6 +106,8 @@ def saved_model(model, out_dir: str) -> str:
         os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if spec is not None:
+        write_sidecar(out_dir, spec, "saved_model")
     return out_dir
 
 
@@ -131,7 +149,7 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
         raise ExportError(f"TFLite {mode} conversion failed"
                           + (f"; ops the target cannot run: {', '.join(ops)}" if ops else "")
                           + f" ({str(exc).strip().splitlines()[0][:300]})") from exc
-    _write_atomic(path, data)
+    write_bytes(path, data)
     return path
 
 
@@ -144,14 +162,13 @@ def tflite_ops(path: str) -> list[str]:
 
 
 def onnx_float(model, path: str, opset: int = 17) -> str:
-    tmp = f"{path}.tmp-{os.getpid()}.onnx"
     try:
-        model.export(tmp, format="onnx", verbose=False, opset_version=opset)
+        with atomic_write(path, mode=None, suffix=".onnx") as tmp:
+            model.export(tmp, format="onnx", verbose=False, opset_version=opset)
     except Exception as exc:
         ops = _unsupported_ops(str(exc))
         raise ExportError("ONNX export failed" + (f"; unsupported ops: {', '.join(ops)}"
                                                  if ops else "") + f" ({exc})") from exc
-    os.replace(tmp, path)
     return path
 
 
@@ -170,19 +187,15 @@ def onnx_int8(float_path: str, path: str, calibration: np.ndarray,
         def get_next(self):
             return next(self.items, None)
 
-    pre = f"{path}.pre-{os.getpid()}.onnx"
-    tmp = f"{path}.tmp-{os.getpid()}.onnx"
-    try:
+    with tempfile.TemporaryDirectory(prefix=".onnx-pre-",
+                                     dir=os.path.dirname(os.path.abspath(path))) as work:
+        pre = os.path.join(work, "pre.onnx")
         q.quant_pre_process(float_path, pre, skip_symbolic_shape=True)
-        q.quantize_static(pre, tmp, Reader(), quant_format=q.QuantFormat.QDQ,
-                          per_channel=per_channel, activation_type=q.QuantType.QInt8,
-                          weight_type=q.QuantType.QInt8,
-                          calibrate_method=q.CalibrationMethod.MinMax)
-        os.replace(tmp, path)
-    finally:
-        for f in (pre, tmp):
-            if os.path.exists(f):
-                os.remove(f)
+        with atomic_write(path, mode=None, suffix=".onnx") as tmp:
+            q.quantize_static(pre, tmp, Reader(), quant_format=q.QuantFormat.QDQ,
+                              per_channel=per_channel, activation_type=q.QuantType.QInt8,
+                              weight_type=q.QuantType.QInt8,
+                              calibrate_method=q.CalibrationMethod.MinMax)
     return path
 
 
@@ -212,10 +225,11 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
         raise ValueError(f"model input {model.input_shape} does not match input_size {(h, w)}")
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, spec.model_name)
+    for fmt in set(formats) | {"saved_model"}:
+        check_replaceable(base + SUFFIX[fmt])
     out = {}
-    sm_dir = saved_model(model, base + SUFFIX["saved_model"])
+    sm_dir = saved_model(model, base + SUFFIX["saved_model"], spec)
     if "saved_model" in formats:
-        write_sidecar(sm_dir, spec, "saved_model")
         out["saved_model"] = sm_dir
     for fmt in formats:
         path = base + SUFFIX.get(fmt, "")
@@ -225,13 +239,40 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
             onnx_float(model, path)
         elif fmt == "onnx_int8":
             fp = base + SUFFIX["onnx_float32"]
-            if not os.path.exists(fp):
+            if "onnx_float32" not in out:       # never quantize a float file of another run
+                check_replaceable(fp)
                 onnx_float(model, fp)
+                write_sidecar(fp, spec, "onnx_float32")
             onnx_int8(fp, path, calibration)
         else:
             continue
         write_sidecar(path, spec, fmt, {"io_type": io_type} if fmt == "tflite_int8" else None)
         out[fmt] = path
-    if "saved_model" not in formats:
+    if "saved_model" not in formats:       # ours: written above, with its sidecar
         shutil.rmtree(sm_dir, ignore_errors=True)
+        os.remove(sidecar_path(sm_dir))
     return out
+
+
+def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
+                      formats: Sequence[str] | None = None, num_calibration: int = 200,
+                      io_type: str = "int8", preprocessing: str | None = None,
+                      supply: str = "") -> dict[str, str]:
+    """Export a ``.keras`` embedding model (with its sidecar, or ``preprocessing``) to
+    ``formats``, calibrating int8 on ``calibration_records``; returns {format: path}."""
+    import keras
+
+    from kreid.evaluation.embed import keras_sidecar, weights_fingerprint
+
+    sidecar = keras_sidecar(keras_path, preprocessing, supply)
+    model = keras.models.load_model(keras_path, safe_mode=True, compile=False)
+    spec = ExportSpec(tuple(int(v) for v in model.input_shape[1:3]), sidecar.preprocessing,
+                      sidecar.model, weights_fingerprint(model))
+    formats = list(formats or FORMATS)
+    calibration = None
+    if {"tflite_int8", "onnx_int8"} & set(formats):
+        if not calibration_records:
+            raise ValueError("full-integer formats need calibration_records (training images)")
+        calibration = calibration_images(calibration_records, spec,
+                                         min(num_calibration, len(calibration_records)))
+    return export_all(model, out_dir, spec, formats, calibration, io_type)

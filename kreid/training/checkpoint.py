@@ -15,6 +15,9 @@ import re
 
 import numpy as np
 
+from kreid.errors import NonFiniteError
+from kreid_edge.files import atomic_write
+
 _NAME = re.compile(r"ckpt-(\d+)\.npz$")
 
 
@@ -38,29 +41,40 @@ def save(directory: str, step: int, groups: dict[str, list], meta: dict, keep: i
     for name, variables in groups.items():
         for i, v in enumerate(variables):
             arrays[f"{name}/{i:05d}"] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+    bad = _non_finite(arrays)
+    if bad:
+        raise NonFiniteError(f"step {step}: not writing checkpoint {_path(directory, step)}: "
+                             f"{len(bad)} array(s) hold NaN or inf, e.g. {', '.join(bad[:3])}")
     final = _path(directory, step)
-    tmp = os.path.join(directory, f".tmp-{step}-{os.getpid()}.npz")
-    with open(tmp, "wb") as f:
+    with atomic_write(final) as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
     for _, old in list_checkpoints(directory)[:-keep]:
         os.remove(old)
     return final
 
 
+def _non_finite(arrays: dict) -> list[str]:
+    return [k for k, a in arrays.items()
+            if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+
+
 def load(path: str) -> tuple[dict, dict[str, list[np.ndarray]]]:
-    """(meta, {group: [arrays in variable order]})."""
+    """(meta, {group: [arrays in variable order]}); refuses a checkpoint holding NaN/inf."""
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
-            groups: dict[str, list] = {}
-            for key in sorted(k for k in data.files if k != "__meta__"):
-                name, _ = key.rsplit("/", 1)
-                groups.setdefault(name, []).append(data[key])
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
     except Exception as exc:
         raise ValueError(f"{path}: unreadable checkpoint ({exc})") from exc
+    bad = _non_finite(arrays)
+    if bad:
+        raise NonFiniteError(f"{path}: refusing to resume from a checkpoint whose {len(bad)} "
+                             f"array(s) hold NaN or inf (e.g. {', '.join(bad[:3])}); move it "
+                             "out of the checkpoints folder to resume from an earlier one")
+    groups: dict[str, list] = {}
+    for key in sorted(arrays):
+        name, _ = key.rsplit("/", 1)
+        groups.setdefault(name, []).append(arrays[key])
     return meta, groups
 
 

@@ -7,6 +7,15 @@ their paper table needs; any key can be overridden on the command line
 
 import ml_collections
 
+from kreid.errors import KreidError
+
+
+class ConfigError(KreidError, KeyError):
+    """A config override names a key the config does not have."""
+
+    def __str__(self) -> str:        # KeyError would quote the message
+        return str(self.args[0])
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -55,3 +64,43 @@ def load_config_file(path: str, *args,
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(*args)
+
+
+def unknown_override(config: ml_collections.ConfigDict, argv, flag: str = "config") -> str | None:
+    """The first ``--config.a.b=v`` in ``argv`` whose key ``config`` lacks, described with
+    the valid keys at that level; None if every override names an existing key."""
+    prefix = f"--{flag}."
+    for arg in argv:
+        if not arg.startswith(prefix):
+            continue
+        path = arg[len(prefix):].split("=", 1)[0].split(".")
+        node, where = config, flag
+        for key in path:
+            keys = list(node.keys()) if hasattr(node, "keys") else []
+            if key not in keys:
+                valid = ", ".join(sorted(keys)) if keys else f"none ({where} is not a group)"
+                return (f"--{flag}.{'.'.join(path)}: unknown key {key!r} in {where}; "
+                        f"valid keys: {valid}")
+            node, where = node[key], f"{where}.{key}"
+    return None
+
+
+def parse_flags(argv, flag: str = "config"):
+    """absl ``flags_parser`` for binaries with a config flag: an unknown override key fails
+    with one line naming it and the valid keys (exit status 2), not a traceback."""
+    import sys
+
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError, flags.Error) as exc:
+        paths = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag}=")]
+        message = None
+        if paths:
+            try:
+                message = unknown_override(load_config_file(paths[-1]), argv, flag)
+            except Exception:  # noqa: BLE001  (the config file itself is broken: absl's error)
+                message = None
+        sys.stderr.write(f"error: {message or exc}\n")
+        sys.exit(2)

@@ -65,6 +65,12 @@ class Replicas:
             return value
         return self.strategy.experimental_local_results(value)[0]
 
+    def all_local(self, value) -> list:
+        """The values of every replica on this host."""
+        if self.num == 1:
+            return [value]
+        return list(self.strategy.experimental_local_results(value))
+
     def distribute(self, make_dataset, global_batch: int):
         """Iterable of per-replica batches; ``make_dataset()`` yields global batches."""
         if self.num == 1:

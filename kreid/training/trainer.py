@@ -32,9 +32,12 @@ from kreid import models
 from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
 from kreid.data.records import Record
+from kreid.errors import NonFiniteError
 from kreid.training import checkpoint, schedules
 from kreid.training.distribute import Replicas
 from kreid.training.objective import Objective, attribute_columns
+from kreid_edge.files import atomic_write, write_text
+from kreid_edge.sidecar import Sidecar, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +193,25 @@ class Trainer:
         checkpoint.assign(self._head_variables(), groups.get("heads", []), "heads")
         self.step, self.stage = int(meta["step"]), int(meta["stage"])
         self._pending_optimizer = groups.get("optimizer", [])
+        self._truncate_log()
         log.info("resumed from %s (step %d, stage %d)", found[-1][1], self.step, self.stage)
+
+    def _truncate_log(self) -> None:
+        """Drop log.jsonl lines past the resumed step: the run will write them again."""
+        path = os.path.join(self.workdir, "log.jsonl")
+        if not (self.is_chief and os.path.isfile(path)):
+            return
+        with open(path) as f:
+            lines = f.readlines()
+        keep = []
+        for line in lines:
+            try:
+                if int(json.loads(line)["step"]) <= self.step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass                      # a line cut by the kill that ended the run
+        if len(keep) != len(lines):
+            write_text(path, "".join(keep))
 
     # -------------------------------------------------------------- training
     def _dataset(self, start_step: int, sampler=None):
@@ -259,12 +280,15 @@ class Trainer:
                 loss, values = objective(emb, batch, gather, replicas.num,
                                          tf.stack([tf.constant(seed0, tf.int64), step]))
             grads = tape.gradient(loss, variables)
+            # one flag per variable, checked every step (NaN/inf stops the run, see _check_finite)
+            grads_finite = tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             optimizer.apply_gradients(zip(grads, variables))
             g_emb, g_labels = gather(emb), gather(tf.cast(batch["labels"], tf.int32))
             from kreid.losses.triplet_family import triplet_stats
             stats = triplet_stats(g_emb, g_labels)
             out = {f"loss/{k}": v for k, v in values.items()}
             out["loss/total"] = loss * replicas.num
+            out["finite/grads"] = grads_finite
             out.update({f"health/{k}": v for k, v in stats.items()})
             out["embeddings"] = g_emb
             return out
@@ -280,8 +304,8 @@ class Trainer:
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tb")) \
             if self.is_chief else tf.summary.create_noop_writer()
         if self.is_chief:
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(self.config.to_json_best_effort(indent=2))
+            write_text(os.path.join(self.workdir, "config.json"),
+                       self.config.to_json_best_effort(indent=2))
         summary = {}
         while self.step < self.total_steps:
             self.stage = int(np.searchsorted(bounds, self.step, side="right") - 1)
@@ -316,8 +340,14 @@ class Trainer:
             local_step = self.step - stage_begin      # = optimizer.iterations
             if beta1 is not None:
                 self.optimizer.beta_1.assign(schedules.adam_beta1(schedule, local_step))
-            out = step_fn(iterator, tf.constant(self.step, tf.int64))
+            try:
+                out = step_fn(iterator, tf.constant(self.step, tf.int64))
+            except pipeline.READ_ERRORS as exc:   # name the unreadable training files
+                pipeline.raise_unreadable(self.train_records, exc,
+                                          "set config.skip_corrupt=True")
+                raise
             self.step += 1
+            self._check_finite(out, variables)
             images_seen += self.batch_size
             if self.step % log_every == 0 or self.step == stage_end:
                 last = self._log(out, schedule, local_step, writer, t_start, images_seen)
@@ -331,16 +361,37 @@ class Trainer:
         self._save()
         return last
 
+    def _check_finite(self, out: dict, variables: list) -> None:
+        """Stop at the first step whose loss terms or gradients hold NaN or inf, naming the
+        step, the terms and the variables (no checkpoint is written after it)."""
+        grads_ok = np.logical_and.reduce([np.asarray(v) for v in self.replicas.all_local(
+            out["finite/grads"])])
+        terms = {k[len("loss/"):]: np.asarray(self.replicas.all_local(v), np.float64)
+                 for k, v in out.items() if k.startswith("loss/")}
+        bad_terms = [k for k, v in terms.items() if not np.isfinite(v).all()]
+        if not bad_terms and grads_ok.all():
+            return
+        bad_vars = [variables[i].path for i in np.flatnonzero(~grads_ok)]
+        raise NonFiniteError(
+            f"step {self.step}: non-finite training values: "
+            + (f"loss terms {', '.join(bad_terms)}" if bad_terms else "all loss terms finite")
+            + (f"; gradients of {len(bad_vars)} variable(s), e.g. {', '.join(bad_vars[:3])}"
+               if bad_vars else "")
+            + ". Training stopped before writing a checkpoint; lower the learning rate "
+            "(config.schedule.base_lr) or check the inputs, then resume from the last "
+            "checkpoint")
+
     def _stage_len(self) -> int:
         return int(_stages(self.config, self.steps_per_epoch)[self.stage]["steps"])
 
     def _log(self, out, schedule, local_step, writer, t_start, images_seen) -> dict:
         scalars = {k: float(np.mean(self.replicas.local(v))) for k, v in out.items()
-                   if k != "embeddings"}
+                   if k != "embeddings" and not k.startswith("finite/")}
         scalars["lr"] = float(schedules.learning_rate(schedule, local_step))
         scalars["images_per_second"] = images_seen / max(time.perf_counter() - t_start, 1e-9)
         if not all(math.isfinite(v) for v in scalars.values()):
-            raise FloatingPointError(f"step {self.step}: non-finite training values {scalars}")
+            bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+            raise NonFiniteError(f"step {self.step}: non-finite training values: {bad}")
         with writer.as_default(step=self.step):
             for k, v in scalars.items():
                 tf.summary.scalar(k, v)
@@ -391,15 +442,16 @@ class Trainer:
             return
         import keras
 
-        sidecar = {"model": self.config.model.name, "input_size": list(self.image_size),
-                   "preprocessing": self.preprocessing,
-                   "embedding_dim": int(self.config.model.embedding_dim),
-                   "dataset": self.config.dataset.name, "step": self.step}
+        from kreid.evaluation.embed import weights_fingerprint
+
         models.freeze_backbone(self.model, False)
+        sidecar = Sidecar(tuple(self.image_size), self.preprocessing, self.config.model.name,
+                          "keras", int(self.config.model.embedding_dim),
+                          {"dataset": self.config.dataset.name, "step": self.step,
+                           "fingerprint": weights_fingerprint(self.model)})
         path = os.path.join(self.workdir, "embedding.keras")
         _atomic_save(self.model, path)
-        with open(path + ".json", "w") as f:
-            json.dump(sidecar, f, indent=2)
+        write_sidecar(path, sidecar)
         images = keras.Input((*self.image_size, 3), name="images")
         emb = self.model(images)
         outputs = {"embeddings": emb}
@@ -411,6 +463,5 @@ class Trainer:
 
 
 def _atomic_save(model, path: str) -> None:
-    tmp = path[:-len(".keras")] + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, mode=None, suffix=".keras") as tmp:
+        model.save(tmp)

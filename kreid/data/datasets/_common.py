@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-from kreid.errors import DatasetLayoutError
+from kreid.errors import DatasetLayoutError, EmptySplitError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -53,6 +53,9 @@ def parse(pattern: re.Pattern, name: str, folder: str, expected: str) -> tuple[s
 def split_identities(pids: Iterable[int], num_test: int, seed: int) -> tuple[set, set]:
     """Seeded disjoint (train, test) identity sets; ``num_test`` identities go to test."""
     pids = np.array(sorted(set(pids)))
+    if len(pids) < 2:
+        raise EmptySplitError(f"only {len(pids)} usable identities: a train/test split needs "
+                              "at least 2")
     if not 0 < num_test < len(pids):
         raise ValueError(f"num_test_ids={num_test} must be in 1..{len(pids) - 1}")
     perm = np.random.default_rng(seed).permutation(len(pids))

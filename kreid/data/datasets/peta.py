@@ -31,6 +31,7 @@ from kreid.data.datasets._common import (list_images, parse, require_dir,
                                          split_identities)
 from kreid.data.datasets.attributes import load_peta_labels
 from kreid.data.records import Record, ReidDataset, attach_attributes, relabel
+from kreid.errors import DatasetLayoutError
 
 _VIPER = re.compile(r"^(\d+)_(\d+)_([12])\.\w+$")
 _PRID = re.compile(r"^(\d+)_([ab])\.\w+$")
@@ -41,8 +42,12 @@ _CUHK01 = re.compile(r"^(\d{4})(\d{3})\.\w+$")
 
 def _records(folder: str, pattern: re.Pattern, expected: str, camera) -> list[Record]:
     require_dir(folder, "image folder")
+    names = list_images(folder)
+    if not names:
+        raise DatasetLayoutError(f"{folder}: no images in the folder; expected files named "
+                                 f"{expected}")
     out = []
-    for name in list_images(folder):
+    for name in names:
         groups = parse(pattern, name, folder, expected)
         out.append(Record(os.path.join(folder, name), int(groups[0]), camera(groups)))
     return out
