@@ -11,8 +11,8 @@ import numpy as np
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 
-def _check(q: np.ndarray, g: np.ndarray):
-    q, g = np.asarray(q, np.float32), np.asarray(g, np.float32)
+def _check(q: np.ndarray, g: np.ndarray, dtype=np.float32):
+    q, g = np.asarray(q, dtype), np.asarray(g, dtype)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f"query {q.shape} and gallery {g.shape} must be [N, D] with equal D")
     for name, x in (("query", q), ("gallery", g)):
@@ -43,7 +43,7 @@ def center(q: np.ndarray, g: np.ndarray, metric: str):
     """
     if metric == "cosine":
         return q, g
-    c = g.mean(0, dtype=np.float64).astype(np.float32)
+    c = g.mean(0, dtype=np.float64).astype(g.dtype)
     return q - c, g - c
 
 
@@ -55,10 +55,17 @@ def iter_distance_chunks(q, g, metric: str = "euclidean",
         yield start, distance_chunk(q, g[start:start + gallery_chunk], metric)
 
 
-def distance_matrix(q, g, metric: str = "euclidean", chunk: int = 4096) -> np.ndarray:
-    """Full [Q, G] float32 matrix, computed in query chunks."""
-    q, g = center(*_check(q, g), metric)
-    out = np.empty((len(q), len(g)), np.float32)
+def distance_matrix(q, g, metric: str = "euclidean", chunk: int = 4096,
+                    dtype=np.float32) -> np.ndarray:
+    """Full [Q, G] matrix, computed in query chunks.
+
+    ``dtype=np.float64`` for small galleries where exact near-zero distances
+    matter (the device matcher: an enrolled image must lie at distance ~0 from
+    itself; in float32 the rounding of |q|^2 + |g|^2 - 2 q.g, amplified by the
+    square root, leaves ~1e-3).
+    """
+    q, g = center(*_check(q, g, dtype), metric)
+    out = np.empty((len(q), len(g)), dtype)
     g_sq = (g * g).sum(1)
     for s in range(0, len(q), chunk):
         out[s:s + chunk] = distance_chunk(q[s:s + chunk], g, metric, g_sq)

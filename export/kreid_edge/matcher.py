@@ -56,7 +56,8 @@ class GalleryMatcher:
             raise ValueError("the gallery is empty: enroll images first")
         if not len(images):
             return []
-        dist = distance_matrix(self.embedder.embed_images(images), self.embeddings, self.metric)
+        dist = distance_matrix(self.embedder.embed_images(images), self.embeddings, self.metric,
+                               dtype=np.float64)      # exact near 0: small galleries
         ids = np.array(self.ids)
         out = []
         for row in dist:

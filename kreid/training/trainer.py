@@ -289,6 +289,7 @@ class Trainer:
             out = {f"loss/{k}": v for k, v in values.items()}
             out["loss/total"] = loss * replicas.num
             out["finite/grads"] = grads_finite
+            out["finite/embeddings"] = tf.reduce_all(tf.math.is_finite(emb))
             out.update({f"health/{k}": v for k, v in stats.items()})
             out["embeddings"] = g_emb
             return out
@@ -369,11 +370,13 @@ class Trainer:
         terms = {k[len("loss/"):]: np.asarray(self.replicas.all_local(v), np.float64)
                  for k, v in out.items() if k.startswith("loss/")}
         bad_terms = [k for k, v in terms.items() if not np.isfinite(v).all()]
-        if not bad_terms and grads_ok.all():
+        emb_ok = all(bool(v) for v in self.replicas.all_local(out["finite/embeddings"]))
+        if not bad_terms and grads_ok.all() and emb_ok:
             return
         bad_vars = [variables[i].path for i in np.flatnonzero(~grads_ok)]
         raise NonFiniteError(
             f"step {self.step}: non-finite training values: "
+            + ("" if emb_ok else "the model's output (embeddings); ")
             + (f"loss terms {', '.join(bad_terms)}" if bad_terms else "all loss terms finite")
             + (f"; gradients of {len(bad_vars)} variable(s), e.g. {', '.join(bad_vars[:3])}"
                if bad_vars else "")

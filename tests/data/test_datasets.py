@@ -359,3 +359,15 @@ def test_real_peta_subsets(real_data, name, train_ids, queries, gallery):
     assert (ds.num_train_ids, len(ds.query), len(ds.gallery)) == (train_ids, queries, gallery)
     assert len(ds.attribute_names) == 65
     assert all(r.attributes is not None for r in ds.train)
+
+
+@pytest.mark.parametrize("name,sub", [("cuhk01", "campus"), ("viper", "VIPeR"),
+                                      ("ilids", "iLIDS"), ("prid", "PRID"), ("grid", "GRID"),
+                                      ("3dpes", "3DPeS")])
+def test_small_sets_on_an_empty_folder_name_it(tmp_path, name, sub):
+    from kreid.data import datasets
+    from kreid.errors import DatasetLayoutError
+
+    (tmp_path / sub).mkdir()
+    with pytest.raises(DatasetLayoutError, match=sub):
+        datasets.load(name, str(tmp_path))

@@ -199,3 +199,142 @@ def test_quantized_accuracy_table(exported, tmp_path):
     assert rows["tflite_int8"]["worst_layers"]           # threshold -100: always debugged
     md = open(tmp_path / "cmp" / "quantized_accuracy.md").read()
     assert "tflite_int8" in md and "RMSE/scale" in md
+
+
+# ---------------------------------------------------------------- reliability (#12.5, #12.6)
+def _edge_env():
+    return {**os.environ, "PYTHONPATH": os.path.join(REPO, "export")}
+
+
+def test_runtimes_survive_an_empty_batch(exported):
+    from kreid_edge import load_embedder
+
+    _, _, paths, ds, cal, _ = exported
+    for fmt in ("tflite_int8", "tflite_float32", "onnx_float32"):
+        emb = load_embedder(paths[fmt])
+        before = emb(cal[:3])
+        assert emb(cal[:0]).shape == (0, 32), fmt
+        assert emb.embed_images([]).shape == (0, 32), fmt
+        np.testing.assert_array_equal(emb(cal[:3]), before)     # still works afterwards
+
+
+def test_matcher_self_distance_empty_query_and_saved_path(exported, tmp_path):
+    from kreid_edge import GalleryMatcher, load_embedder
+
+    _, _, paths, ds, _, _ = exported
+    m = GalleryMatcher(load_embedder(paths["tflite_int8"]))
+    images = [r.path for r in ds.gallery[:6]]
+    m.enroll(images, [r.pid for r in ds.gallery[:6]])
+    assert m.match([]) == []
+    for i, path in enumerate(images):
+        query = m.embedder.embed_images([path])
+        same = np.array_equal(query[0], m.embeddings[i])
+        best = m.match([path], top_k=1)[0][0]
+        if same:                                   # identical vectors: distance ~0
+            assert best[0] == str(ds.gallery[i].pid) and best[1] < 1e-5, (i, best)
+    assert m.save(str(tmp_path / "g")) == str(tmp_path / "g.npz")
+    assert os.path.isfile(tmp_path / "g.npz")
+
+
+def test_matcher_distances_survive_a_large_common_offset():
+    from kreid_edge import GalleryMatcher
+
+    class Fixed:                                   # embeddings with a big shared offset
+        fingerprint, path = "f", "fixed"
+
+        def __init__(self, table):
+            self.table = table
+
+        def embed_images(self, images):
+            return np.stack([self.table[i] for i in images])
+
+    rng = np.random.default_rng(0)
+    table = {f"im{i}": (1000 + 0.1 * rng.normal(size=16)).astype(np.float32) for i in range(8)}
+    m = GalleryMatcher(Fixed(table))
+    m.enroll(list(table), list(range(8)))
+    for i, name in enumerate(table):
+        ident, d = m.match([name], top_k=1)[0][0]
+        assert ident == str(i) and d < 1e-5
+    spread = np.linalg.norm(table["im0"] - table["im1"])
+    assert abs(m.match(["im0"], top_k=2)[0][1][1] - spread) < 1e-3 * spread
+
+
+def test_gallery_of_another_model_is_refused(exported, tmp_path):
+    from kreid_edge import GalleryError, GalleryMatcher, load_embedder
+
+    _, _, paths, ds, _, _ = exported
+    m = GalleryMatcher(load_embedder(paths["tflite_int8"]))
+    m.enroll([r.path for r in ds.gallery[:4]], [r.pid for r in ds.gallery[:4]])
+    saved = m.save(str(tmp_path / "g.npz"))
+    other = GalleryMatcher(load_embedder(paths["tflite_float32"]))
+    with pytest.raises(GalleryError, match="different models"):
+        other.load(saved)
+    run = [sys.executable, "-m", "kreid_edge"]
+    out = subprocess.run(run + ["match", "--model", paths["tflite_float32"], "--gallery", saved,
+                                "--query", ds.query[0].path], capture_output=True, text=True,
+                         env=_edge_env())
+    assert out.returncode == 2 and "different models" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_device_cli_refuses_truncated_jpeg_and_names_real_output(exported, tmp_path):
+    _, _, paths, ds, _, _ = exported
+    data = open(ds.query[0].path, "rb").read()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:len(data) // 2])
+    gallery = tmp_path / "people" / "7"
+    gallery.mkdir(parents=True)
+    os.symlink(ds.gallery[0].path, gallery / "a.jpg")
+    run = [sys.executable, "-m", "kreid_edge"]
+    out = subprocess.run(run + ["enroll", "--model", paths["tflite_int8"], "--gallery",
+                                str(tmp_path / "people"), "--out", str(tmp_path / "g")],
+                         capture_output=True, text=True, env=_edge_env())
+    assert out.returncode == 0 and str(tmp_path / "g.npz") in out.stdout, out.stderr[-2000:]
+    out = subprocess.run(run + ["match", "--model", paths["tflite_int8"], "--gallery",
+                                str(tmp_path / "g.npz"), "--query", str(cut)],
+                         capture_output=True, text=True, env=_edge_env())
+    assert out.returncode == 2 and "cut.jpg" in out.stderr and "truncated" in out.stderr
+
+
+def test_keras_model_without_sidecar_needs_preprocessing(exported, tmp_path):
+    from kreid_edge import SidecarError, read_sidecar
+
+    model, _, _, ds, _, _ = exported
+    bare = str(tmp_path / "bare.keras")
+    model.save(bare)
+    with pytest.raises(SidecarError, match="--preprocessing"):
+        convert.export_keras_file(bare, str(tmp_path / "out"), ds.train, ["tflite_float32"],
+                                  supply="pass --preprocessing")
+    out = convert.export_keras_file(bare, str(tmp_path / "out"), ds.train, ["tflite_float32"],
+                                    preprocessing="imagenet")
+    side = read_sidecar(out["tflite_float32"])
+    assert side.preprocessing == "imagenet" and len(side.extra["source_fingerprint"]) == 16
+    cmd = subprocess.run([sys.executable, "bin/export.py", f"--model={bare}",
+                          "--dataset=market1501", f"--root={ds.root}", "--nocompare",
+                          f"--out={tmp_path}/out2", "--formats=tflite_float32"], cwd=REPO,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    assert cmd.returncode != 0 and "--preprocessing" in cmd.stderr
+
+
+def test_export_never_replaces_a_file_it_did_not_write(exported, tmp_path):
+    model, _, _, _, cal, spec = exported
+    out = tmp_path / "out"
+    out.mkdir()
+    foreign = out / f"{spec.model_name}.float32.tflite"
+    foreign.write_bytes(b"the user's own model")
+    with pytest.raises(convert.ExportError, match="not written by kreid"):
+        convert.export_all(model, str(out), spec, ["tflite_float32"])
+    assert foreign.read_bytes() == b"the user's own model"
+    foreign.unlink()
+    first = convert.export_all(model, str(out), spec, ["tflite_float32"])
+    again = convert.export_all(model, str(out), spec, ["tflite_float32"])   # ours: replaced
+    assert first == again and not os.path.exists(out / f"{spec.model_name}.savedmodel")
+
+
+def test_cosine_column_is_exact_for_identical_tiny_embeddings():
+    x = np.full((3, 8), 1e-8, np.float32)
+    np.testing.assert_array_equal(compare.cosine_to_reference(x, x), [1.0, 1.0, 1.0])
+    y = x.copy()
+    y[1] = -y[1]
+    y[2] = 0
+    np.testing.assert_allclose(compare.cosine_to_reference(y, x), [1.0, -1.0, 0.0])
