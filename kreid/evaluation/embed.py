@@ -151,6 +151,9 @@ class EmbeddingSet:
     def load(cls, path: str) -> "EmbeddingSet":
         if not os.path.isfile(path):
             raise FileNotFoundError(f"embedding file not found: {path}")
+        if not zipfile.is_zipfile(path):       # numpy would talk of allow_pickle
+            raise ValueError(f"{path}: not a kreid embedding file (not an .npz archive); make "
+                             "one with bin/embed.py")
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = {"embeddings", "pid", "camid"} - set(data.files)

@@ -97,3 +97,98 @@ def test_embed_then_evaluate_binaries(tmp_path, synthetic_root, tiny_model):
     bad = _run(["bin/evaluate.py", f"--query={tmp_path}/emb/missing.npz",
                 f"--gallery={tmp_path}/emb/gallery.npz"])
     assert bad.returncode != 0 and "missing.npz" in bad.stderr
+
+
+# ---------------------------------------------------------------- reliability (#12.2, 5, 7)
+class _Recorder:
+    """An Embedder that records how many images each call gets."""
+
+    input_size, preprocessing, fingerprint = (32, 16), "scale", "rec"
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, images):
+        self.calls.append(len(images))
+        return images.reshape(len(images), -1)[:, :6] * 1.0
+
+
+@pytest.mark.parametrize("tta,budget", [("five_flip", 8), ("five_flip", 3), ("center_flip", 64),
+                                        ("none", 5)])
+def test_model_calls_stay_within_the_image_budget(synthetic_root, tta, budget):
+    ds = datasets.load("market1501", synthetic_root)
+    rec = _Recorder()
+    out = embed_records(rec, ds.query[:13], tta, batch_size=budget, progress=False)
+    assert max(rec.calls) <= budget
+    from kreid.data.augment import num_views
+    assert sum(rec.calls) == 13 * num_views(tta)
+    ref = embed_records(_Recorder(), ds.query[:13], tta, batch_size=10_000, progress=False)
+    np.testing.assert_allclose(out.embeddings, ref.embeddings, rtol=1e-6)
+    assert out.meta["fingerprint"] == "rec"
+
+
+def test_keras_embedder_is_compiled_once(tiny_model):
+    emb = KerasEmbedder(tiny_model[0])
+    for n in (1, 7, 3):
+        assert emb(np.zeros((n, 32, 16, 3), np.float32)).shape == (n, 6)
+    assert emb._forward.experimental_get_tracing_count() == 1
+
+
+def test_text_file_named_npz_is_named(tmp_path):
+    bad = tmp_path / "query.npz"
+    bad.write_text("not numpy")
+    with pytest.raises(ValueError, match="query.npz: not a kreid embedding file") as err:
+        EmbeddingSet.load(str(bad))
+    assert "allow_pickle" not in str(err.value)
+
+
+def test_keras_model_without_sidecar_needs_preprocessing(tmp_path, tiny_model):
+    from kreid.evaluation.embed import load_embedder
+    from kreid_edge import SidecarError
+
+    bare = str(tmp_path / "bare.keras")
+    tiny_model[0].save(bare)
+    with pytest.raises(SidecarError, match="bare.keras.json.*--preprocessing"):
+        load_embedder(bare, supply="pass --preprocessing")
+    assert load_embedder(bare, preprocessing="imagenet").preprocessing == "imagenet"
+    assert load_embedder(tiny_model[1]).fingerprint == load_embedder(bare,
+                                                                     preprocessing="scale").fingerprint
+
+
+def test_embeddings_of_different_models_are_not_compared(tmp_path, synthetic_root, tiny_model):
+    from kreid.errors import ModelMismatchError
+
+    ds = datasets.load("market1501", synthetic_root)
+    other = keras.models.clone_model(tiny_model[0])          # new random weights
+    other_path = str(tmp_path / "other.keras")
+    other.save(other_path)
+    json.dump({"preprocessing": "scale", "input_size": [32, 16]}, open(other_path + ".json", "w"))
+    for model, name in ((tiny_model[1], "a"), (other_path, "b")):
+        out = _run(["bin/embed.py", "--dataset=market1501", f"--root={synthetic_root}",
+                    f"--model={model}", f"--output={tmp_path}/{name}"])
+        assert out.returncode == 0, out.stderr[-2000:]
+    q, g = EmbeddingSet.load(f"{tmp_path}/a/query.npz"), EmbeddingSet.load(f"{tmp_path}/b/gallery.npz")
+    assert q.meta["model"] == tiny_model[1] and q.fingerprint != g.fingerprint
+    with pytest.raises(ModelMismatchError, match="different models"):
+        runner.score(q, g)
+    mixed = [f"--query={tmp_path}/a/query.npz", f"--gallery={tmp_path}/b/gallery.npz"]
+    out = _run(["bin/evaluate.py", *mixed])
+    assert out.returncode != 0 and "different models" in out.stderr
+    assert _run(["bin/evaluate.py", *mixed, "--allow_mixed_models"]).returncode == 0
+    assert len(ds.query) == len(q)
+
+
+def test_empty_query_file_says_so(tmp_path):
+    empty = EmbeddingSet(np.zeros((0, 4), np.float32), np.zeros(0, int), np.zeros(0, int),
+                         np.zeros(0, int), np.array([], str))
+    empty.save(str(tmp_path / "q.npz"))
+    full = EmbeddingSet(np.ones((3, 4), np.float32), np.arange(3), np.zeros(3, int),
+                        np.zeros(3, int), np.array(["a", "b", "c"]))
+    full.save(str(tmp_path / "g.npz"))
+    out = _run(["bin/evaluate.py", f"--query={tmp_path}/q.npz", f"--gallery={tmp_path}/g.npz"])
+    assert out.returncode != 0 and "q.npz: the embedding file holds no embeddings" in out.stderr
+    from kreid.errors import EmptySplitError
+    with pytest.raises(EmptySplitError, match="query set is empty"):
+        runner.score(empty, full)
+    with pytest.raises(EmptySplitError, match="no images to embed"):
+        embed_records(_Recorder(), [], progress=False)
