@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 WORKDIR = flags.DEFINE_string("workdir", "demo_out", "where data, models and reports go")
 SEED = flags.DEFINE_integer("seed", 0, "random seed")
@@ -24,4 +24,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kreid.cli import run
+
+    run(main)

@@ -43,4 +43,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kreid.cli import run
+
+    run(main)

@@ -13,7 +13,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 MODEL = flags.DEFINE_string("model", None, "embedding model (.keras with its .json sidecar)",
                             required=True)
@@ -59,4 +59,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kreid.cli import run
+
+    run(main)

@@ -59,6 +59,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from kreid.training.config import parse_flags
+    from kreid.cli import run
 
-    app.run(main, flags_parser=parse_flags)
+    run(main, config_flag="config")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 from typing import Iterator, Sequence
 
 import numpy as np

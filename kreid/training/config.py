@@ -84,23 +84,3 @@ def unknown_override(config: ml_collections.ConfigDict, argv, flag: str = "confi
             node, where = node[key], f"{where}.{key}"
     return None
 
-
-def parse_flags(argv, flag: str = "config"):
-    """absl ``flags_parser`` for binaries with a config flag: an unknown override key fails
-    with one line naming it and the valid keys (exit status 2), not a traceback."""
-    import sys
-
-    from absl import flags
-
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError, flags.Error) as exc:
-        paths = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag}=")]
-        message = None
-        if paths:
-            try:
-                message = unknown_override(load_config_file(paths[-1]), argv, flag)
-            except Exception:  # noqa: BLE001  (the config file itself is broken: absl's error)
-                message = None
-        sys.stderr.write(f"error: {message or exc}\n")
-        sys.exit(2)
