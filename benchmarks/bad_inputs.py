@@ -86,7 +86,8 @@ def main() -> None:
     (_, ck), = checkpoint.list_checkpoints(os.path.join(good, "checkpoints"))[-1:]
     with np.load(ck) as data:
         arrays = {k: data[k] for k in data.files}
-    arrays["model/00000"] = arrays["model/00000"] * np.nan
+    key = sorted(k for k in arrays if k.startswith("model/"))[0]
+    arrays[key] = arrays[key] * np.nan
     np.savez(ck, **arrays)
     row("resume from a checkpoint holding NaN",
         lambda: Trainer(config(total_steps=4), good, progress=False))

@@ -28,33 +28,9 @@ def main(argv):
     del argv
     if CONFIG.value is None:
         raise app.UsageError("--config is required (e.g. --config=configs/lunet_synthetic.py)")
-    import tensorflow as tf
+    from kreid.training.trainer import train
 
-    if LOGICAL_CPUS.value:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS.value)
-    from kreid.training.distribute import make_strategy
-    from kreid.training.trainer import Trainer
-
-    c = CONFIG.value
-    if c.get("deterministic", False):
-        tf.config.experimental.enable_op_determinism()
-    if not RESUME.value and os.path.isdir(os.path.join(WORKDIR.value, "checkpoints")) and \
-            os.listdir(os.path.join(WORKDIR.value, "checkpoints")):
-        raise app.UsageError(f"--noresume but {WORKDIR.value}/checkpoints is not empty; "
-                             "choose another --workdir")
-    strategy = make_strategy(c.distribution.strategy, c.distribution.get("devices"))
-    trainer = Trainer(c, WORKDIR.value, strategy=strategy, resume=RESUME.value)
-    trainer.run()
-    if c.get("final_eval", {}).get("enabled", False) and trainer.is_chief:
-        from kreid.evaluation import reports, runner
-
-        res, _, _ = runner.evaluate_embedder(
-            trainer.embedder(), trainer.dataset, tta=c.final_eval.get("tta", "none"),
-            protocol=c.final_eval.get("protocol", "market"),
-            report_dir=os.path.join(WORKDIR.value, "report"), label=c.model.name)
-        print("test:", reports.summary_line(res))
+    train(CONFIG.value, WORKDIR.value, resume=RESUME.value, logical_cpus=LOGICAL_CPUS.value)
     logging.info("done: %s", WORKDIR.value)
 
 

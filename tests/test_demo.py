@@ -17,3 +17,19 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert os.path.exists(tmp_path / name), name
     assert [r["format"] for r in summary["export"]] == ["keras_float32", "tflite_int8"]
     assert 0.0 <= summary["test"]["mAP"] <= 1.0
+
+
+def test_demo_config_ships_in_the_package():
+    """make demo must not read configs/ by file path (a non-editable install has none)."""
+    import inspect
+
+    from kreid import demo
+
+    assert "configs" not in inspect.getsource(demo.run)
+    c = demo.demo_config()
+    assert c.model.name == "lunet" and tuple(c.image_size) == (64, 32)
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "configs"))
+    import lunet_synthetic
+    assert lunet_synthetic.get_config().to_dict() == c.to_dict()

@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from kreid.data import augment as aug
-from kreid.data.records import Record
-from kreid.data.sampler import PKSampler
+from kreid.data.records import Record, attribute_matrix
+from kreid.data.sampler import BatchSampler, PKSampler
 from kreid.errors import EmptySplitError, ImageReadError
 from kreid_edge.images import image_problem
 
@@ -116,52 +116,44 @@ def _columns(records: Sequence[Record], split: str):
     return paths, labels
 
 
-def attribute_matrix(records: Sequence[Record]) -> np.ndarray:
-    """[N, M] int array of the records' attributes (-1 where a record has none)."""
-    width = max((len(r.attributes) for r in records if r.attributes is not None), default=0)
-    out = np.full((len(records), width), -1, np.int64)
-    for i, r in enumerate(records):
-        if r.attributes is not None:
-            out[i, :len(r.attributes)] = r.attributes
-    return out
-
-
-def train_dataset(records: Sequence[Record], p: int, k: int, image_size: tuple[int, int],
-                  seed: int = 0, start_step: int = 0,
+def train_dataset(records: Sequence[Record], p: int = 32, k: int = 4,
+                  image_size: tuple[int, int] = (128, 64), seed: int = 0, start_step: int = 0,
                   augment: aug.AugmentConfig | None = None, preprocessing: str = "scale",
-                  skip_corrupt: bool = False, short: str = "replicate",
-                  num_parallel_calls: int = AUTOTUNE, sampler=None,
-                  with_attributes: bool = False, as_dict: bool = False,
-                  camera_balanced: bool = False) -> tf.data.Dataset:
-    """Infinite dataset of (images [P*K, H, W, 3] float32, labels [P*K] int64) batches.
+                  sampler: BatchSampler | None = None, as_dict: bool = False,
+                  skip_corrupt: bool = False) -> tf.data.Dataset:
+    """Infinite dataset of (images [B, H, W, 3] float32, labels [B] int64) batches.
 
-    Labels are the records' contiguous training labels. Step ``t`` of the
-    stream is batch ``start_step + t`` of the sampler. ``sampler`` replaces the
-    PK sampler: any object with ``batch_size`` and ``batch_at(step)`` returning
-    indices, or (indices, positive positions) as the RPTM sampler does.
-    ``camera_balanced`` spreads each identity's K images over its cameras.
-    ``as_dict=True`` yields dicts with ``images``, ``labels`` and, when
-    available, ``attributes`` [B, M] and ``positive_index`` [B].
+    Batch ``t`` of the stream is batch ``start_step + t`` of ``sampler`` (any
+    :class:`~kreid.data.sampler.BatchSampler`; default: a PK sampler of P
+    identities x K images). Labels are the records' contiguous training
+    labels. ``as_dict=True`` yields dicts with ``images``, ``labels``,
+    ``positive_index`` [B] (the sampler's chosen positives, -1 elsewhere) and,
+    when the records have attributes, ``attributes`` [B, M].
+    ``skip_corrupt``: drop unreadable images first (only with the default sampler,
+    whose indices refer to the remaining records).
     """
     if skip_corrupt:
+        if sampler is not None:
+            raise ValueError("skip_corrupt drops records: build the sampler on the records "
+                             "pipeline.drop_bad_images() keeps instead")
         records, _ = drop_bad_images(records)
     records = list(records)
     paths, labels = _columns(records, "train")
     if sampler is None:
         sampler = PKSampler([r.label if r.label >= 0 else r.pid for r in records], p, k,
-                            seed=seed, short=short,
-                            camids=[r.camid for r in records] if camera_balanced else None)
-    batch = int(getattr(sampler, "batch_size", p * k))
-    has_positive = isinstance(sampler.batch_at(start_step), tuple)
-    attrs = tf.constant(attribute_matrix(records)) if with_attributes else None
+                            seed=seed)
+    batch = int(sampler.batch_size)
+    attributes = attribute_matrix(records)
+    attrs = tf.constant(attributes) if as_dict and attributes.shape[1] else None
     config = augment or aug.AugmentConfig()
     size = tuple(image_size)
 
     def indices():
         step = start_step
         while True:
-            out = sampler.batch_at(step)
-            yield out if has_positive else (out, np.full(batch, -1, np.int64))
+            positives = sampler.positives_at(step) if sampler.gives_positives else \
+                np.full(batch, -1, np.int64)
+            yield sampler.batch_at(step), positives
             step += 1
 
     def load(index, idx):
@@ -174,7 +166,7 @@ def train_dataset(records: Sequence[Record], p: int, k: int, image_size: tuple[i
     index_batches = tf.data.Dataset.from_generator(indices, output_signature=spec)
     images = index_batches.map(lambda idx, pos: idx).unbatch()
     images = tf.data.Dataset.zip(tf.data.Dataset.range(start_step * batch, 2 ** 62), images)
-    images = images.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    images = images.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     images = images.batch(batch, drop_remainder=True)
 
     def assemble(loaded, positions):
@@ -204,13 +196,3 @@ def eval_dataset(records: Sequence[Record], image_size: tuple[int, int], tta: st
     ds = tf.data.Dataset.from_tensor_slices(paths)
     ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
-
-
-def batch_grid(images: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Tile a PK batch into one uint8 image: one row per identity (K images each)."""
-    images = np.asarray(images, np.float32)
-    lo, hi = images.min(), images.max()
-    images = ((images - lo) / max(hi - lo, 1e-6) * 255).astype(np.uint8)
-    n, h, w, _ = images.shape
-    rows = images.reshape(n // k, k, h, w, 3)
-    return rows.transpose(0, 2, 1, 3, 4).reshape(n // k * h, k * w, 3)

@@ -98,3 +98,21 @@ class ReidDataset:
             cams = len({r.camid for r in recs})
             lines.append(f"  {split:<8}{ids:>6}{len(recs):>9}{cams:>9}")
         return "\n".join(lines)
+
+
+def attribute_matrix(records: Sequence[Record]) -> np.ndarray:
+    """[N, M] int array of the records' attributes (-1 where a record has none)."""
+    width = max((len(r.attributes) for r in records if r.attributes is not None), default=0)
+    out = np.full((len(records), width), -1, np.int64)
+    for i, r in enumerate(records):
+        if r.attributes is not None:
+            out[i, :len(r.attributes)] = r.attributes
+    return out
+
+
+def attribute_columns(attributes: np.ndarray) -> np.ndarray:
+    """Indices of the binary attribute columns (values within {-1, 0, 1})."""
+    if attributes.size == 0:
+        return np.zeros(0, int)
+    return np.flatnonzero((attributes <= 1).all(0) & (attributes >= -1).all(0))
+

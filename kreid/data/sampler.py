@@ -5,17 +5,44 @@ of each: without replacement when the identity has at least K images,
 otherwise all its images and then repeats (``short='replicate'``, the
 paper's choice), or refused (``short='error'``), or such identities are
 never drawn (``short='skip'``).
+
+Every batch sampler of kreid (this one, offline hard mining's
+:class:`kreid.mining.triplets.OHMSampler`, RPTM's
+:class:`kreid.mining.rptm.RPTMSampler`) follows :class:`BatchSampler`.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from kreid.errors import SamplerError
 
 SHORT_POLICIES = ("replicate", "error", "skip")
+
+
+class BatchSampler(Protocol):
+    """What the training pipeline needs of a sampler.
+
+    ``batch_at(step)`` is a pure function of the seed and the step (so a
+    resumed run replays the same batches). ``gives_positives``: the sampler
+    also chooses each anchor's positive, ``positives_at(step)`` gives its
+    position in the batch (-1 for non-anchors). ``refresh_every`` > 0: the
+    trainer calls ``refresh(step, embed)`` every that many steps with a
+    function that embeds record indices with the current model (offline
+    mining).
+    """
+
+    batch_size: int
+    gives_positives: bool
+    refresh_every: int
+
+    def batch_at(self, step: int) -> np.ndarray: ...
+
+    def positives_at(self, step: int) -> np.ndarray: ...
+
+    def refresh(self, step: int, embed: Callable[[np.ndarray], np.ndarray]) -> None: ...
 
 
 class PKSampler:
@@ -35,6 +62,9 @@ class PKSampler:
       >>> len(next(iter(s)))
       4
     """
+
+    gives_positives = False
+    refresh_every = 0
 
     def __init__(self, pids: Sequence[int], p: int, k: int, seed: int = 0,
                  short: str = "replicate", camids: Sequence[int] | None = None):
@@ -90,6 +120,16 @@ class PKSampler:
         groups = [members[cams == c] for c in rng.permutation(np.unique(cams))]
         order = [g[j] for j in range(max(len(g) for g in groups)) for g in groups if j < len(g)]
         return np.array(order, np.int64)
+
+    @property
+    def batch_size(self) -> int:
+        return self.p * self.k
+
+    def positives_at(self, step: int) -> np.ndarray:
+        return np.full(self.batch_size, -1, np.int64)
+
+    def refresh(self, step, embed) -> None:
+        pass
 
     @property
     def state(self) -> dict:

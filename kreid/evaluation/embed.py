@@ -31,6 +31,7 @@ import numpy as np
 
 from kreid.data.records import Record
 from kreid.errors import EmptySplitError, ModelMismatchError
+from kreid.progress import progress_line
 from kreid_edge.files import atomic_write
 from kreid_edge.sidecar import SidecarError, read_sidecar
 
@@ -181,9 +182,7 @@ def check_same_model(query: EmbeddingSet, gallery: EmbeddingSet, what: str = "")
 
 
 def _progress(done: int, total: int, start: float, label: str) -> None:
-    rate = done / max(time.perf_counter() - start, 1e-9)
-    eta = (total - done) / max(rate, 1e-9)
-    sys.stderr.write(f"\r{label}: {done}/{total} images, {rate:.0f} img/s, ETA {eta:.0f} s ")
+    sys.stderr.write("\r" + progress_line(label, done, total, start) + " ")
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()

@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Sequence
 
 import numpy as np
+
+from kreid_edge.files import write_text
 
 
 def _plt():
@@ -37,12 +38,7 @@ def to_jsonable(obj):
 
 
 def write_json(results: dict, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(to_jsonable(results), f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(to_jsonable(results), indent=2))
 
 
 def summary_line(res: dict, ranks: Sequence[int] = (1, 5, 10)) -> str:
@@ -153,3 +149,14 @@ def plot_distractor_curve(gallery_sizes: Sequence[int], maps: Sequence[float],
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def batch_grid(images: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Tile a PK batch into one uint8 image: one row per identity (K images each)."""
+    images = np.asarray(images, np.float32)
+    lo, hi = images.min(), images.max()
+    images = ((images - lo) / max(hi - lo, 1e-6) * 255).astype(np.uint8)
+    n, h, w, _ = images.shape
+    rows = images.reshape(n // k, k, h, w, 3)
+    return rows.transpose(0, 2, 1, 3, 4).reshape(n // k * h, k * w, 3)
+

@@ -11,32 +11,10 @@ that sin theta and its gradient stay finite.
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
 from kreid.losses.triplet_family import batch_hard
-
-_CLAMP = 1.0 - 1e-7
-
-
-def angular_margin_logits(cos: tf.Tensor, labels: tf.Tensor | None, scale: float,
-                          margin: float) -> tf.Tensor:
-    """Logits ``s * cos(theta + m)`` for the target class, ``s * cos(theta)`` otherwise.
-
-    ``cos`` is [..., C]; ``labels`` [...] integer classes, or None (inference:
-    no margin). Labels < 0 (missing) get no margin.
-    """
-    cos = tf.clip_by_value(cos, -_CLAMP, _CLAMP)
-    if labels is None or margin == 0:
-        return scale * cos
-    sin = tf.sqrt(1.0 - tf.square(cos))
-    phi = cos * math.cos(margin) - sin * math.sin(margin)
-    threshold, fallback = math.cos(math.pi - margin), math.sin(math.pi - margin) * margin
-    phi = tf.where(cos > threshold, phi, cos - fallback)
-    one_hot = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(cos)[-1], dtype=cos.dtype)
-    return scale * (one_hot * phi + (1.0 - one_hot) * cos)
-
+from kreid.models.angular import angular_margin_logits  # noqa: F401  (one home, re-exported)
 
 def softmax_cross_entropy(logits: tf.Tensor, labels: tf.Tensor,
                           label_smoothing: float = 0.0) -> tf.Tensor:

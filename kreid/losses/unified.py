@@ -8,7 +8,7 @@
 * :func:`prototypical_ntuplet` - N-tuplet against the class prototypes of the
   batch (means; the anchor's own prototype leaves the anchor out).
   With a mapping subnet ``phi`` and a learnable temperature it is the meta
-  prototypical N-tuplet loss (Eq. 7-10; see ``kreid.models.heads.MetaPrototypeHead``).
+  prototypical N-tuplet loss (Eq. 7-10; see ``kreid.training.terms.MetaPrototypeHead``).
 * classification on a BN-neck feature: ``margin_softmax.softmax_cross_entropy``
   on the logits of ``kreid.models.heads.BNNeckClassifier``.
 

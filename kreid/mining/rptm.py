@@ -21,6 +21,8 @@ Negatives are batch-hard (Eq. 8): see ``kreid.losses.triplet_family.given_positi
 
 from __future__ import annotations
 
+import functools
+
 import collections
 import dataclasses
 import glob
@@ -35,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from kreid.errors import ImageReadError, SamplerError
+from kreid_edge.files import atomic_write
 
 log = logging.getLogger(__name__)
 SELECTION_MODES = ("mean", "min", "max")
@@ -182,10 +185,8 @@ def build_relational_matrix(paths: Sequence[str], pids: Sequence[int], cache_dir
 
 def _write_part(root: str, blocks: dict[int, np.ndarray]) -> None:
     count = len(glob.glob(os.path.join(root, "part_*.npz")))
-    name = os.path.join(root, f"part_{count:05d}.npz")
-    tmp = os.path.join(root, f"tmp_{count:05d}.npz")
-    np.savez(tmp, **{f"pid_{pid}": b for pid, b in blocks.items()})
-    os.replace(tmp, name)
+    with atomic_write(os.path.join(root, f"part_{count:05d}.npz")) as f:
+        np.savez(f, **{f"pid_{pid}": b for pid, b in blocks.items()})
 
 
 def _load_parts(root: str) -> dict[int, np.ndarray]:
@@ -220,10 +221,13 @@ def select_positive(candidates: np.ndarray, counts: np.ndarray, mode: str = "mea
 class RPTMSampler:
     """PK batches of (anchor, RPTM positive) pairs: K/2 anchors per identity.
 
-    ``batch_at(step)`` returns (record indices [P*K], positive position
-    [P*K]): for each anchor the batch position of its positive, -1 for the
-    positives themselves. Identities with a single image are never drawn.
+    ``batch_at(step)`` returns the record indices [P*K]; ``positives_at(step)``
+    the batch position of each anchor's positive, -1 for the positives
+    themselves. Identities with a single image are never drawn.
     """
+
+    gives_positives = True
+    refresh_every = 0
 
     def __init__(self, matrix: RelationalMatrix, p: int, k: int, mode: str = "mean",
                  tau: float = 10.0, seed: int = 0):
@@ -233,8 +237,20 @@ class RPTMSampler:
         if len(self.ids) < p:
             raise SamplerError(f"P={p} but only {len(self.ids)} identities have 2+ images")
         self.matrix, self.p, self.k, self.mode, self.tau, self.seed = matrix, p, k, mode, tau, seed
+        self.batch_size = p * k
 
-    def batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch_at(self, step: int) -> np.ndarray:
+        return self.draw(step)[0]
+
+    def positives_at(self, step: int) -> np.ndarray:
+        return self.draw(step)[1]
+
+    def refresh(self, step, embed) -> None:
+        pass
+
+    @functools.lru_cache(maxsize=4)
+    def draw(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(record indices, positive positions) of batch ``step``."""
         rng = np.random.default_rng([self.seed, step])
         chosen = rng.choice(len(self.ids), self.p, replace=False)
         idx = np.empty(self.p * self.k, np.int64)

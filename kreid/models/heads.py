@@ -7,9 +7,10 @@
   classifier on its own Q-dim slice of the feature (Eq. 3, Q = 16).
 * :class:`BNNeckClassifier` - BN-neck (BN without shift) + bias-free linear
   classifier (Luo et al.), the classification loss of the unified view.
-* :class:`MetaPrototypeHead` - the meta prototypical N-tuplet head of Zhang
-  et al. (Eq. 7-10): mapping subnet phi = FC(d -> d/s) - BN - FC(d/s -> d),
-  s = 8, and a learnable temperature tau.
+
+The meta prototypical N-tuplet head computes a loss, so it lives with the
+loss terms (:class:`kreid.training.terms.MetaPrototypeHead`); the heads here
+only produce logits and import no loss code.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from kreid.losses.margin_softmax import angular_margin_logits
-from kreid.losses.unified import prototypical_ntuplet
+from kreid.models.angular import angular_margin_logits
 
 
 @keras.saving.register_keras_serializable(package="kreid")
@@ -117,47 +117,3 @@ class BNNeckClassifier(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
-
-
-@keras.saving.register_keras_serializable(package="kreid")
-class MetaPrototypeHead(layers.Layer):
-    """Meta prototypical N-tuplet head (Zhang et al., Eq. 7-10).
-
-    ``phi`` maps class prototypes: FC(d -> d/s) - BN - FC(d/s -> d), s = 8.
-    The temperature tau = exp(log_tau) is learnt. ``head(embeddings, labels)``
-    returns the meta prototypical N-tuplet loss over the batch's prototypes.
-    """
-
-    def __init__(self, reduction: int = 8, initial_temperature: float = 0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.reduction, self.initial_temperature = int(reduction), float(initial_temperature)
-
-    def build(self, input_shape):
-        d = int(input_shape[-1])
-        if d < self.reduction:
-            raise ValueError(f"MetaPrototypeHead: feature dim {d} < reduction {self.reduction}")
-        self.fc1 = layers.Dense(d // self.reduction, name="phi_fc1")
-        self.bn = layers.BatchNormalization(name="phi_bn")
-        self.fc2 = layers.Dense(d, name="phi_fc2")
-        self.fc1.build(input_shape)
-        self.bn.build((None, d // self.reduction))
-        self.fc2.build((None, d // self.reduction))
-        self.log_tau = self.add_weight(
-            name="log_tau", shape=(),
-            initializer=keras.initializers.Constant(float(tf.math.log(self.initial_temperature))))
-
-    @property
-    def temperature(self):
-        return tf.exp(self.log_tau)
-
-    def phi(self, x, training=None):
-        return self.fc2(self.bn(self.fc1(x), training=training))
-
-    def call(self, embeddings, labels, training=None):
-        return prototypical_ntuplet(embeddings, labels, temperature=self.temperature,
-                                    similarity_kind="cosine",
-                                    mapping=lambda p: self.phi(p, training=training))
-
-    def get_config(self):
-        return {**super().get_config(), "reduction": self.reduction,
-                "initial_temperature": self.initial_temperature}

@@ -1,4 +1,13 @@
-"""The trainer: config -> data, model, objective, optimizer -> resumable training in a workdir.
+"""The training loop: config -> data, sampler, model, objective, optimizer -> a resumable run.
+
+Read top to bottom: :class:`Trainer` sets a run up once (data, the batch
+sampler and so the batch size, the model and the heads of every stage),
+then :meth:`Trainer.run` trains stage after stage and saves the model. The
+rooms around it: :mod:`~kreid.training.terms` (loss terms),
+:mod:`~kreid.training.samplers` (which batch sampler),
+:mod:`~kreid.training.writer` (TensorBoard, log.jsonl, console),
+:mod:`~kreid.training.checkpoint` and :mod:`~kreid.training.artifacts`
+(the trained model files).
 
 Workdir layout::
 
@@ -18,12 +27,9 @@ and - because batch t is a pure function of (seed, t) - the sampler stream.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-import sys
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -31,13 +37,16 @@ import tensorflow as tf
 from kreid import models
 from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
-from kreid.data.records import Record
+from kreid.data.records import Record, attribute_columns, attribute_matrix, relabel
 from kreid.errors import NonFiniteError
 from kreid.training import checkpoint, schedules
+from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
-from kreid.training.objective import Objective, attribute_columns
-from kreid_edge.files import atomic_write, write_text
-from kreid_edge.sidecar import Sidecar, write_sidecar
+from kreid.training.objective import Objective
+from kreid.training.samplers import make_sampler
+from kreid.training.terms import parse_losses
+from kreid.training.writer import MetricsWriter
+from kreid_edge.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +58,6 @@ def holdout(records: list[Record], num_ids: int, seed: int):
     if not 0 < num_ids < len(pids):
         raise ValueError(f"validation.holdout_ids={num_ids} must be in 1..{len(pids) - 1}")
     val = set(np.random.default_rng(seed).choice(pids, num_ids, replace=False).tolist())
-    from kreid.data.records import relabel
-
     train = relabel([r for r in records if r.pid not in val])
     query, gallery, seen = [], [], set()
     for r in sorted((r for r in records if r.pid in val), key=lambda r: r.path):
@@ -78,12 +85,14 @@ def _make_optimizer(config, schedule: schedules.ScheduleConfig):
     lr = schedules.Schedule(**dataclasses.asdict(schedule))
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                                     weight_decay=config.optimizer.get("weight_decay") or None)
+                                     weight_decay=config.optimizer.get("weight_decay") or None,
+                                     name="optimizer")     # fixed: checkpoint keys are paths
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr,
                                     momentum=float(config.optimizer.get("momentum", 0.9)),
                                     nesterov=bool(config.optimizer.get("nesterov", False)),
-                                    weight_decay=config.optimizer.get("weight_decay") or None)
+                                    weight_decay=config.optimizer.get("weight_decay") or None,
+                                    name="optimizer")
     raise ValueError(f"config.optimizer.name must be 'adam' or 'sgd', got {name!r}")
 
 
@@ -104,84 +113,89 @@ class Trainer:
 
     def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy | None = None,
                  resume: bool = True, progress: bool = True):
-        self.config, self.workdir, self.progress = config, workdir, progress
+        c = self.config = config
+        self.workdir = workdir
         self.replicas = Replicas(strategy)
         self.is_chief = self.replicas.is_chief
         os.makedirs(workdir, exist_ok=True)
-        self._prepare_data()
-        self._build()
+        # data: training records (+ a held-out validation split), attributes, input format
+        self.dataset = datasets.load(c.dataset.name, c.dataset.root,
+                                     **dict(c.dataset.get("options", {})))
+        self.dataset.check_nonempty("train")
+        self.train_records, self.val = self._training_records()
+        self.num_classes = len({r.label for r in self.train_records})
+        self.image_size = tuple(c.image_size)
+        self.preprocessing = c.get("preprocessing") or models.preprocessing(c.model.name)
+        # the sampler, and so the batch size, decided once: everything below depends on it
+        stage_losses = [dict(s.get("losses") or c.losses) for s in _stages(c)]
+        kinds = {t.sampler for losses in stage_losses for t in parse_losses(losses) if t.sampler}
+        self.sampler = make_sampler(kinds, c, self.train_records, workdir)
+        self.batch_size = int(self.sampler.batch_size)
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_records) / self.batch_size))
+        self.stages = _stages(c, self.steps_per_epoch)
+        self.bounds = [int(b) for b in np.cumsum([0] + [int(s["steps"]) for s in self.stages])]
+        self.total_steps = self.bounds[-1]
+        # model and the heads of every stage (stages share a head by term name)
+        self.model, self.objectives, self.heads = self._build(stage_losses)
+        self.writer = MetricsWriter(workdir, self.is_chief, progress, self.total_steps,
+                                    int(c.get("histogram_every", 1000)))
         self.step, self.stage = 0, 0
+        self.saved_optimizer: dict = {}     # optimizer values of a resumed checkpoint
         if resume:
             self._restore()
 
     # ----------------------------------------------------------------- setup
-    def _prepare_data(self) -> None:
+    def _training_records(self) -> tuple[list[Record], tuple | None]:
         c = self.config
-        ds = datasets.load(c.dataset.name, c.dataset.root, **dict(c.dataset.get("options", {})))
-        ds.check_nonempty("train")
-        train = ds.train
-        self.val = None
+        train, val = list(self.dataset.train), None
         if c.validation.get("holdout_ids", 0):
             train, q, g = holdout(train, int(c.validation.holdout_ids), int(c.seed))
-            self.val = (q, g)
-        self.dataset, self.train_records = ds, train
-        self.num_classes = len({r.label for r in train})
-        attrs = pipeline.attribute_matrix(train)
-        self.attr_cols = attribute_columns(attrs)
-        self.image_size = tuple(c.image_size)
-        self.preprocessing = c.get("preprocessing") or models.preprocessing(c.model.name)
-        self.batch_size = int(c.batch.p) * int(c.batch.k)
-        self.steps_per_epoch = max(1, math.ceil(len(train) / self.batch_size))
+            val = (q, g)
+        if c.get("skip_corrupt", False):
+            train, _ = pipeline.drop_bad_images(train)
+        columns = attribute_columns(attribute_matrix(train))
+        if len(columns):      # keep the binary attributes only (Sabri et al.: 2-way heads)
+            train = [dataclasses.replace(r, attributes=tuple(
+                np.asarray(r.attributes)[columns].tolist()) if r.attributes is not None
+                else None) for r in train]
+        self.num_attributes = len(columns)
+        return train, val
 
-    def _build(self) -> None:
+    def _build(self, stage_losses: list[dict]):
         import keras
 
         c = self.config
         keras.utils.set_random_seed(int(c.seed))   # same initial weights in every run
         with self.replicas.scope():
-            self.model = models.build(c.model.name, (*self.image_size, 3),
-                                      int(c.model.embedding_dim), **dict(c.model.get("kwargs", {})))
+            model = models.build(c.model.name, (*self.image_size, 3), int(c.model.embedding_dim),
+                                 **dict(c.model.get("kwargs", {})))
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
-                for layer in self.model._flatten_layers():
+                for layer in model._flatten_layers():
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
                         layer.synchronized = True
-            self.objectives, shared = [], {}
-            for stage in _stages(c, self.steps_per_epoch):
-                obj = Objective(dict(stage.get("losses") or c.losses), self.num_classes,
-                                int(c.model.embedding_dim), len(self.attr_cols), shared)
-                shared.update(obj.heads)
-                self.objectives.append(obj)
-            self.heads = shared
-            for obj in self.objectives:
-                obj.build()
-            self.model(tf.zeros((1, *self.image_size, 3)), training=False)
-
-    def _stage_bounds(self) -> list[int]:
-        steps = [int(s["steps"]) for s in _stages(self.config, self.steps_per_epoch)]
-        return list(np.cumsum([0] + steps))
-
-    @property
-    def total_steps(self) -> int:
-        return self._stage_bounds()[-1]
+            objectives, heads = [], {}
+            for losses in stage_losses:
+                objective = Objective(losses, self.num_classes, int(c.model.embedding_dim),
+                                      self.num_attributes, heads)
+                heads.update(objective.heads)
+                objectives.append(objective)
+            for objective in objectives:
+                objective.build()
+            model(tf.zeros((1, *self.image_size, 3)), training=False)
+        return model, objectives, heads
 
     def _head_variables(self) -> list:
         return [v for name in sorted(self.heads) for v in self.heads[name].weights]
-
-    def _trainables(self, stage: dict) -> list:
-        models.freeze_backbone(self.model, bool(stage.get("freeze_backbone", False)))
-        names = set(self.objectives[self.stage].heads)
-        return self.model.trainable_variables + [
-            v for n in sorted(names) for v in self.heads[n].trainable_variables]
 
     # ------------------------------------------------------------ checkpoint
     def _ckpt_dir(self) -> str:
         return os.path.join(self.workdir, "checkpoints")
 
-    def _save(self) -> None:
-        groups = {"model": self.model.weights, "heads": self._head_variables(),
-                  "optimizer": self.optimizer.variables}
+    def _save(self, optimizer) -> None:
         if self.is_chief:
-            checkpoint.save(self._ckpt_dir(), self.step, groups, {"stage": self.stage},
+            checkpoint.save(self._ckpt_dir(), self.step,
+                            {"model": self.model.weights, "heads": self._head_variables(),
+                             "optimizer": optimizer.variables}, {"stage": self.stage},
                             keep=int(self.config.get("keep_checkpoints", 3)))
 
     def _restore(self) -> None:
@@ -189,89 +203,93 @@ class Trainer:
         if not found:
             return
         meta, groups = checkpoint.load(found[-1][1])
-        checkpoint.assign(self.model.weights, groups.get("model", []), "model")
-        checkpoint.assign(self._head_variables(), groups.get("heads", []), "heads")
+        checkpoint.assign(self.model.weights, groups.get("model", {}), "model")
+        checkpoint.assign(self._head_variables(), groups.get("heads", {}), "heads")
         self.step, self.stage = int(meta["step"]), int(meta["stage"])
-        self._pending_optimizer = groups.get("optimizer", [])
-        self._truncate_log()
+        self.saved_optimizer = groups.get("optimizer", {})
+        self.writer.truncate(self.step)
         log.info("resumed from %s (step %d, stage %d)", found[-1][1], self.step, self.stage)
 
-    def _truncate_log(self) -> None:
-        """Drop log.jsonl lines past the resumed step: the run will write them again."""
-        path = os.path.join(self.workdir, "log.jsonl")
-        if not (self.is_chief and os.path.isfile(path)):
-            return
-        with open(path) as f:
-            lines = f.readlines()
-        keep = []
-        for line in lines:
-            try:
-                if int(json.loads(line)["step"]) <= self.step:
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):
-                pass                      # a line cut by the kill that ended the run
-        if len(keep) != len(lines):
-            write_text(path, "".join(keep))
-
     # -------------------------------------------------------------- training
-    def _dataset(self, start_step: int, sampler=None):
+    def run(self) -> dict:
+        """Train every stage to its end (from the resumed step), then save the model."""
+        if self.is_chief:
+            write_text(os.path.join(self.workdir, "config.json"),
+                       self.config.to_json_best_effort(indent=2))
+        summary = {}
+        while self.step < self.total_steps:
+            self.stage = int(np.searchsorted(self.bounds, self.step, side="right") - 1)
+            summary = self._run_stage(self.stage)
+        if self.is_chief:
+            models.freeze_backbone(self.model, False)
+            save_trained_model(self.model, self.heads, self.workdir, self.config,
+                               self.image_size, self.preprocessing, self.step)
+        return summary
+
+    def _run_stage(self, index: int) -> dict:
+        c, stage = self.config, self.stages[index]
+        schedule = _schedule(c, stage, self.steps_per_epoch)
+        optimizer, variables = self._optimizer(stage, index, schedule)
+        step_fn = self._make_step(self.objectives[index], optimizer, variables)
+        iterator = iter(self._dataset(self.step))
+        begin, end = self.bounds[index], self.bounds[index + 1]
+        log_every, ckpt_every = int(c.get("log_every", 50)), int(c.get("checkpoint_every", 500))
+        val_every = int(c.validation.get("every", 0))
+        refresh = int(self.sampler.refresh_every)
+        if refresh and getattr(self.sampler, "triplets", True) is None:
+            self.sampler.refresh(self.step, self._embed_indices)    # first mining
+        self.writer.start_stage()
+        last: dict = {}
+        beta1 = getattr(optimizer, "beta_1", None)
+        while self.step < end:
+            if isinstance(beta1, tf.Variable):             # Eq. (9): beta1 0.9 -> 0.5 at t0
+                beta1.assign(schedules.adam_beta1(schedule, self.step - begin))
+            out = self._train_step(step_fn, iterator)
+            self.step += 1
+            self._check_finite(out, variables)
+            self.writer.count(self.batch_size)
+            if self.step % log_every == 0 or self.step == end:
+                last = self._log(out, schedule, self.step - begin)
+            if ckpt_every and self.step % ckpt_every == 0:
+                self._save(optimizer)
+            if refresh and self.step % refresh == 0:
+                self.sampler.refresh(self.step, self._embed_indices)
+            if val_every and self.val and self.step % val_every == 0:
+                last.update(self._validate())
+        self._save(optimizer)
+        return last
+
+    def _optimizer(self, stage: dict, index: int, schedule):
+        """The stage's optimizer over its trainable variables (backbone frozen if asked),
+        holding the resumed checkpoint's state when there is one."""
+        models.freeze_backbone(self.model, bool(stage.get("freeze_backbone", False)))
+        names = sorted(self.objectives[index].heads)
+        variables = self.model.trainable_variables + [
+            v for n in names for v in self.heads[n].trainable_variables]
+        with self.replicas.scope():
+            optimizer = _make_optimizer(self.config, schedule)
+            optimizer.build(variables)
+        if self.saved_optimizer:
+            checkpoint.assign(optimizer.variables, self.saved_optimizer, "optimizer")
+            self.saved_optimizer = {}
+        if getattr(optimizer, "beta_1", None) is not None:
+            optimizer.beta_1 = tf.Variable(schedules.adam_beta1(schedule, 0), trainable=False,
+                                           dtype=tf.float32)
+        return optimizer, variables
+
+    def _dataset(self, start_step: int):
         c = self.config
-        augment = aug.AugmentConfig(**dict(c.augment))
-        records = self.train_records
-        if len(self.attr_cols):
-            records = [dataclasses.replace(r, attributes=tuple(np.asarray(r.attributes)[
-                self.attr_cols].tolist()) if r.attributes is not None else None) for r in records]
 
         def make():
             return pipeline.train_dataset(
-                records, int(c.batch.p), int(c.batch.k), self.image_size, seed=int(c.seed),
-                start_step=start_step, augment=augment, preprocessing=self.preprocessing,
-                skip_corrupt=bool(c.get("skip_corrupt", False)), short=c.batch.get(
-                    "short", "replicate"), sampler=sampler, with_attributes=bool(len(
-                        self.attr_cols)), as_dict=True,
-                camera_balanced=bool(c.batch.get("camera_balanced", False)))
+                self.train_records, image_size=self.image_size, seed=int(c.seed),
+                start_step=start_step, augment=aug.AugmentConfig(**dict(c.augment)),
+                preprocessing=self.preprocessing, sampler=self.sampler, as_dict=True)
         return self.replicas.distribute(make, self.batch_size)
 
-    def _sampler(self):
-        terms = {t.name: t for o in self.objectives for t in o.terms}
-        if "triplet" in terms and terms["triplet"].options.get("mining") == "ohm":
-            from kreid.mining.triplets import OHMSampler
-
-            self.ohm = OHMSampler(self.batch_size // 3, seed=int(self.config.seed))
-            self.batch_size = self.ohm.batch_size
-            self._mine()
-            return self.ohm
-        if "rptm" not in terms:
-            return None
-        from kreid.mining import rptm
-
-        o = dict(self.config.get("rptm", {}))
-        matrix = rptm.build_relational_matrix(
-            [r.path for r in self.train_records], [r.label for r in self.train_records],
-            o.get("cache_dir") or os.path.join(self.workdir, "rptm_cache"),
-            workers=int(o.get("workers", os.cpu_count() or 1)))
-        return rptm.RPTMSampler(matrix, int(self.config.batch.p), int(self.config.batch.k),
-                                mode=o.get("mode", "mean"), tau=float(o.get("tau", 10.0)),
-                                seed=int(self.config.seed))
-
-    def _mine(self) -> None:
-        """Offline hard mining: embed a random subset of identities with the current
-        model and keep each anchor's hardest positive and negative (Table 1, OHM)."""
-        from kreid.evaluation.embed import embed_records
-        from kreid.mining.triplets import hard_triplets
-
-        rng = np.random.default_rng([int(self.config.seed), self.step, 7])
-        labels = np.array([r.label for r in self.train_records])
-        ids = rng.choice(np.unique(labels), min(int(self.config.ohm.identities),
-                                                len(np.unique(labels))), replace=False)
-        subset = np.flatnonzero(np.isin(labels, ids))
-        emb = embed_records(self.embedder(), [self.train_records[i] for i in subset],
-                            progress=False).embeddings
-        self.ohm.update(subset[hard_triplets(emb, labels[subset])])
-
-    def _make_step(self, objective: Objective, variables: list):
+    def _make_step(self, objective: Objective, optimizer, variables: list):
         seed0 = int(self.config.seed)
-        model, optimizer, replicas = self.model, self.optimizer, self.replicas
+        model, replicas = self.model, self.replicas
 
         def replica_fn(batch, step):
             gather = replicas.gather
@@ -299,68 +317,12 @@ class Trainer:
             return replicas.run(replica_fn, next(iterator), step)
         return train_step
 
-    def run(self) -> dict:
-        bounds = self._stage_bounds()
-        sampler = self._sampler()
-        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tb")) \
-            if self.is_chief else tf.summary.create_noop_writer()
-        if self.is_chief:
-            write_text(os.path.join(self.workdir, "config.json"),
-                       self.config.to_json_best_effort(indent=2))
-        summary = {}
-        while self.step < self.total_steps:
-            self.stage = int(np.searchsorted(bounds, self.step, side="right") - 1)
-            stage = _stages(self.config, self.steps_per_epoch)[self.stage]
-            schedule = _schedule(self.config, stage, self.steps_per_epoch)
-            with self.replicas.scope():
-                self.optimizer = _make_optimizer(self.config, schedule)
-                variables = self._trainables(stage)
-                self.optimizer.build(variables)
-            pending = getattr(self, "_pending_optimizer", None)
-            if pending:
-                checkpoint.assign(self.optimizer.variables, pending, "optimizer")
-                self._pending_optimizer = None
-            stage_end = bounds[self.stage + 1]
-            summary = self._run_stage(schedule, variables, stage_end, sampler, writer)
-        self._finish()
-        return summary
-
-    def _run_stage(self, schedule, variables, stage_end, sampler, writer) -> dict:
-        c = self.config
-        beta1 = getattr(self.optimizer, "beta_1", None)
-        if beta1 is not None:
-            self.optimizer.beta_1 = tf.Variable(schedules.adam_beta1(schedule, 0), trainable=False,
-                                                dtype=tf.float32)
-        step_fn = self._make_step(self.objectives[self.stage], variables)
-        iterator = iter(self._dataset(self.step, sampler))
-        stage_begin = stage_end - self._stage_len()
-        log_every, ckpt_every = int(c.get("log_every", 50)), int(c.get("checkpoint_every", 500))
-        val_every = int(c.validation.get("every", 0))
-        t_start, images_seen, last = time.perf_counter(), 0, {}
-        while self.step < stage_end:
-            local_step = self.step - stage_begin      # = optimizer.iterations
-            if beta1 is not None:
-                self.optimizer.beta_1.assign(schedules.adam_beta1(schedule, local_step))
-            try:
-                out = step_fn(iterator, tf.constant(self.step, tf.int64))
-            except pipeline.READ_ERRORS as exc:   # name the unreadable training files
-                pipeline.raise_unreadable(self.train_records, exc,
-                                          "set config.skip_corrupt=True")
-                raise
-            self.step += 1
-            self._check_finite(out, variables)
-            images_seen += self.batch_size
-            if self.step % log_every == 0 or self.step == stage_end:
-                last = self._log(out, schedule, local_step, writer, t_start, images_seen)
-            if ckpt_every and self.step % ckpt_every == 0:
-                self._save()
-            if getattr(self, "ohm", None) is not None and \
-                    self.step % int(c.ohm.get("every", 500)) == 0:
-                self._mine()
-            if val_every and self.val and self.step % val_every == 0:
-                last.update(self._validate(writer))
-        self._save()
-        return last
+    def _train_step(self, step_fn, iterator) -> dict:
+        try:
+            return step_fn(iterator, tf.constant(self.step, tf.int64))
+        except pipeline.READ_ERRORS as exc:            # name the unreadable training files
+            pipeline.raise_unreadable(self.train_records, exc, "set config.skip_corrupt=True")
+            raise
 
     def _check_finite(self, out: dict, variables: list) -> None:
         """Stop at the first step whose loss terms or gradients hold NaN or inf, naming the
@@ -384,87 +346,64 @@ class Trainer:
             "(config.schedule.base_lr) or check the inputs, then resume from the last "
             "checkpoint")
 
-    def _stage_len(self) -> int:
-        return int(_stages(self.config, self.steps_per_epoch)[self.stage]["steps"])
-
-    def _log(self, out, schedule, local_step, writer, t_start, images_seen) -> dict:
+    def _log(self, out: dict, schedule, local_step: int) -> dict:
         scalars = {k: float(np.mean(self.replicas.local(v))) for k, v in out.items()
                    if k != "embeddings" and not k.startswith("finite/")}
         scalars["lr"] = float(schedules.learning_rate(schedule, local_step))
-        scalars["images_per_second"] = images_seen / max(time.perf_counter() - t_start, 1e-9)
-        if not all(math.isfinite(v) for v in scalars.values()):
-            bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
-            raise NonFiniteError(f"step {self.step}: non-finite training values: {bad}")
-        with writer.as_default(step=self.step):
-            for k, v in scalars.items():
-                tf.summary.scalar(k, v)
-            if self.step % int(self.config.get("histogram_every", 500)) == 0:
-                emb = np.asarray(self.replicas.local(out["embeddings"]))
-                tf.summary.histogram("embeddings/norm", np.linalg.norm(emb, axis=1))
-                d = np.linalg.norm(emb[:, None] - emb[None], axis=-1)
-                tf.summary.histogram("embeddings/distances", d[np.triu_indices(len(d), 1)])
-        if self.is_chief:
-            with open(os.path.join(self.workdir, "log.jsonl"), "a") as f:
-                f.write(json.dumps({"step": self.step, **scalars}) + "\n")
-        if self.progress and self.is_chief:
-            rate = scalars["images_per_second"] / self.batch_size
-            eta = (self.total_steps - self.step) / max(rate, 1e-9)
-            sys.stdout.write(
-                f"step {self.step}/{self.total_steps} loss {scalars['loss/total']:.4f} "
-                f"active {scalars['health/active']:.2f} top1 {scalars['health/top1']:.2f} "
-                f"norm {scalars['health/norm']:.2f} lr {scalars['lr']:.2e} "
-                f"{scalars['images_per_second']:.0f} img/s ETA {eta / 60:.1f} min\n")
-            sys.stdout.flush()
-        return scalars
+        return self.writer.scalars(self.step, scalars,
+                                   np.asarray(self.replicas.local(out["embeddings"])))
 
+    # ------------------------------------------------------------ evaluation
     def embedder(self):
         from kreid.evaluation.embed import KerasEmbedder
 
         return KerasEmbedder(self.model, self.preprocessing)
 
-    def _validate(self, writer) -> dict:
+    def _embed_indices(self, indices: np.ndarray) -> np.ndarray:
+        from kreid.evaluation.embed import embed_records
+
+        return embed_records(self.embedder(), [self.train_records[i] for i in indices],
+                             progress=False).embeddings
+
+    def _validate(self) -> dict:
         from kreid.evaluation.embed import embed_records
         from kreid.evaluation.runner import score
 
         q, g = self.val
-        res, _ = score(embed_records(self.embedder(), q, progress=False),
-                       embed_records(self.embedder(), g, progress=False))
+        embedder = self.embedder()
+        res, _ = score(embed_records(embedder, q, progress=False),
+                       embed_records(embedder, g, progress=False))
         out = {"val/mAP": res["mAP"], "val/rank1": float(res["cmc"][0])}
-        with writer.as_default(step=self.step):
-            for k, v in out.items():
-                tf.summary.scalar(k, v)
-        if self.is_chief:
-            print(f"validation at step {self.step}: mAP {100 * out['val/mAP']:.2f}% "
-                  f"rank-1 {100 * out['val/rank1']:.2f}%")
-            with open(os.path.join(self.workdir, "log.jsonl"), "a") as f:
-                f.write(json.dumps({"step": self.step, **out}) + "\n")
+        self.writer.validation(self.step, out)
         return out
 
-    def _finish(self) -> None:
-        if not self.is_chief:
-            return
-        import keras
 
-        from kreid.evaluation.embed import weights_fingerprint
+def train(config, workdir: str, resume: bool = True, logical_cpus: int = 0) -> dict:
+    """What ``bin/train.py`` does: train (resuming), then score the test split when
+    ``config.final_eval.enabled``; returns the last training scalars (+ ``test``)."""
+    from kreid.errors import KreidError
+    from kreid.training.distribute import make_strategy
 
-        models.freeze_backbone(self.model, False)
-        sidecar = Sidecar(tuple(self.image_size), self.preprocessing, self.config.model.name,
-                          "keras", int(self.config.model.embedding_dim),
-                          {"dataset": self.config.dataset.name, "step": self.step,
-                           "fingerprint": weights_fingerprint(self.model)})
-        path = os.path.join(self.workdir, "embedding.keras")
-        _atomic_save(self.model, path)
-        write_sidecar(path, sidecar)
-        images = keras.Input((*self.image_size, 3), name="images")
-        emb = self.model(images)
-        outputs = {"embeddings": emb}
-        for name, head in self.heads.items():
-            if name in ("am_softmax", "bnneck_ce"):
-                outputs[name] = head(emb)
-        _atomic_save(keras.Model(images, outputs, name="final"),
-                     os.path.join(self.workdir, "final.keras"))
+    if logical_cpus:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+    if config.get("deterministic", False):
+        tf.config.experimental.enable_op_determinism()
+    ckpts = os.path.join(workdir, "checkpoints")
+    if not resume and os.path.isdir(ckpts) and os.listdir(ckpts):
+        raise KreidError(f"--noresume but {ckpts} is not empty; choose another --workdir")
+    strategy = make_strategy(config.distribution.strategy, config.distribution.get("devices"))
+    trainer = Trainer(config, workdir, strategy=strategy, resume=resume)
+    summary = trainer.run()
+    final = config.get("final_eval", {})
+    if final.get("enabled", False) and trainer.is_chief:
+        from kreid.evaluation import reports, runner
 
-
-def _atomic_save(model, path: str) -> None:
-    with atomic_write(path, mode=None, suffix=".keras") as tmp:
-        model.save(tmp)
+        res, _, _ = runner.evaluate_embedder(
+            trainer.embedder(), trainer.dataset, tta=final.get("tta", "none"),
+            protocol=final.get("protocol", "market"),
+            report_dir=os.path.join(workdir, "report"), label=config.model.name)
+        print("test:", reports.summary_line(res))
+        summary["test"] = res
+    return summary

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from kreid.losses import margin_softmax as ms
 from kreid.losses import unified
-from kreid.mining import triplets as miners
 from kreid.models import heads
+from kreid.training.terms import MetaPrototypeHead, in_batch_tuplets
 from tests.losses import reference as ref
 
 
@@ -93,7 +93,7 @@ def test_joint_losses_compose():
 def test_ntuplet_matches_reference(kind):
     x, _, _ = _data(3)
     y = np.repeat(np.arange(6), 2)
-    t = miners.sample_tuplets(y, n=4, num=7, rng=np.random.default_rng(0))
+    t = in_batch_tuplets(tf.constant(y), 4, 7, tf.constant([0, 0], tf.int64)).numpy()
     assert t.shape == (7, 5)
     assert all(y[r[0]] == y[r[1]] and len({y[i] for i in r[1:]}) == 4 for r in t)
     got = float(unified.ntuplet(x, t, temperature=0.5, similarity_kind=kind))
@@ -105,7 +105,7 @@ def test_prototypical_and_meta_match_reference():
     y = np.array([3, 3, 3, 1, 1, 7, 7, 7, 7, 9, 9, 2])     # identity 2 has one image
     got = float(unified.prototypical_ntuplet(x, y, temperature=0.2))
     np.testing.assert_allclose(got, ref.prototypical(x.astype(np.float64), y, 0.2), rtol=1e-4)
-    head = heads.MetaPrototypeHead(reduction=8, initial_temperature=0.2)
+    head = MetaPrototypeHead(reduction=8, initial_temperature=0.2)
     loss = head(x, y, training=False)
 
     def phi(p):

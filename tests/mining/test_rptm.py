@@ -82,7 +82,7 @@ def test_sampler_pairs_anchor_and_positive():
     matrix = rptm.RelationalMatrix(members, blocks, 10)
     sampler = rptm.RPTMSampler(matrix, p=3, k=4, mode="max", seed=0)
     for step in range(20):
-        idx, pos = sampler.batch_at(step)
+        idx, pos = sampler.batch_at(step), sampler.positives_at(step)
         assert len(idx) == 12 and 9 not in idx     # single-image identity never drawn
         for a in np.flatnonzero(pos >= 0):
             cand, counts = matrix.row(int(idx[a]))

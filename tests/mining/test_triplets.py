@@ -1,20 +1,10 @@
-"""Triplet and tuplet index samplers (random, offline hard mining, N-tuplets)."""
+"""Offline hard mining: hardest triplets and the OHM sampler's refresh/batches."""
 
 import numpy as np
 import pytest
 
 from kreid.errors import SamplerError
 from kreid.mining import triplets as miners
-
-
-def test_random_triplets_are_valid():
-    y = np.array([0, 0, 1, 1, 1, 2])
-    t = miners.random_triplets(y, 200, np.random.default_rng(0))
-    assert (y[t[:, 0]] == y[t[:, 1]]).all() and (t[:, 0] != t[:, 1]).all()
-    assert (y[t[:, 0]] != y[t[:, 2]]).all()
-    assert set(y[t[:, 2]]) == {0, 1, 2}
-    with pytest.raises(SamplerError):
-        miners.random_triplets(np.arange(4), 3, np.random.default_rng(0))
 
 
 def test_hard_triplets_pick_hardest():
@@ -28,6 +18,30 @@ def test_hard_triplets_pick_hardest():
         miners.hard_triplets(np.full((3, 2), np.nan), [0, 0, 1])
 
 
-def test_tuplets_need_enough_identities():
-    with pytest.raises(SamplerError, match="N=5"):
-        miners.sample_tuplets(np.repeat(np.arange(3), 2), 5, 2, np.random.default_rng(0))
+def test_ohm_sampler_refreshes_from_the_current_embeddings():
+    labels = np.repeat(np.arange(5), 3)                      # 5 identities x 3 images
+    s = miners.OHMSampler(labels, num_triplets=4, identities=3, every=10, seed=0)
+    assert s.batch_size == 12 and s.refresh_every == 10 and not s.gives_positives
+    with pytest.raises(SamplerError, match="before the first mining"):
+        s.batch_at(0)
+    seen = []
+
+    def embed(indices):                                      # a fake model: 1-d positions
+        seen.append(indices)
+        return indices[:, None].astype(np.float32)
+
+    s.refresh(0, embed)
+    mined = set(np.unique(labels[seen[0]]).tolist())
+    assert len(mined) == 3                                    # 3 identities embedded
+    batch = s.batch_at(5)
+    assert batch.shape == (12,) and np.array_equal(batch, s.batch_at(5))
+    a, p, n = batch.reshape(-1, 3).T
+    assert (labels[a] == labels[p]).all() and (labels[a] != labels[n]).all()
+    assert set(labels[a].tolist()) <= mined
+    assert (s.positives_at(5) == -1).all()
+
+
+def test_ohm_sampler_without_any_triplet_is_refused():
+    s = miners.OHMSampler(np.arange(4), num_triplets=1)      # no identity has 2 images
+    with pytest.raises(SamplerError, match="no triplet"):
+        s.refresh(0, lambda idx: idx[:, None].astype(np.float32))

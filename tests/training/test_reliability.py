@@ -73,7 +73,8 @@ def test_resume_refuses_a_non_finite_checkpoint(tmp_path, synthetic_root):
     (_, path), = checkpoint.list_checkpoints(str(tmp_path / "checkpoints"))
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
-    arrays["model/00003"] = arrays["model/00003"] * np.nan
+    key = sorted(k for k in arrays if k.startswith("model/"))[3]
+    arrays[key] = arrays[key] * np.nan
     np.savez(path, **arrays)                       # corrupted behind kreid's back
     c.total_steps = 4
     with pytest.raises(NonFiniteError, match=os.path.basename(path)):
@@ -149,3 +150,41 @@ def test_default_synthetic_dataset_refuses_a_real_dataset_folder(tmp_path):
         Trainer(_config(str(market)), str(tmp_path / "run"), progress=False)
     assert os.path.isfile(img)
     shutil.rmtree(tmp_path / "run", ignore_errors=True)
+
+
+# ---------------------------------------------------------------- checkpoint keys (#15.5)
+class _Var:
+    def __init__(self, path, value):
+        self.path, self.value = path, np.asarray(value, np.float32)
+        self.shape = self.value.shape
+
+    def numpy(self):
+        return self.value
+
+    def assign(self, value):
+        self.value = np.asarray(value)
+
+
+def test_checkpoints_load_by_variable_path_not_position(tmp_path):
+    a, b = _Var("net/conv/kernel", [1.0, 2.0]), _Var("net/dense/kernel", [3.0, 4.0])
+    path = checkpoint.save(str(tmp_path), 1, {"model": [a, b]}, {"stage": 0})
+    _, groups = checkpoint.load(path)
+    assert sorted(groups["model"]) == ["net/conv/kernel", "net/dense/kernel"]
+    fresh = [_Var("net/dense/kernel", [0, 0]), _Var("net/conv/kernel", [0, 0])]   # reordered
+    checkpoint.assign(fresh, groups["model"], "model")
+    assert fresh[0].value.tolist() == [3, 4] and fresh[1].value.tolist() == [1, 2]
+    renamed = [_Var("net/conv/kernel", [0, 0]), _Var("net/other/kernel", [0, 0])]
+    with pytest.raises(ValueError, match=r"net/other/kernel.*net/dense/kernel"):
+        checkpoint.assign(renamed, groups["model"], "model")
+
+
+def test_positional_checkpoint_of_earlier_versions_still_loads(tmp_path):
+    path = str(tmp_path / "ckpt-000000004.npz")
+    np.savez(path, __meta__=np.array(json.dumps({"step": 4, "stage": 0})),
+             **{"model/00000": np.ones(2, np.float32), "model/00001": np.zeros(3, np.float32)})
+    meta, groups = checkpoint.load(path)
+    vs = [_Var("a", [5, 5]), _Var("b", [5, 5, 5])]
+    checkpoint.assign(vs, groups["model"], "model")
+    assert vs[0].value.tolist() == [1, 1] and vs[1].value.tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="shape"):
+        checkpoint.assign([_Var("a", [5, 5, 5]), _Var("b", [5, 5])], groups["model"], "model")

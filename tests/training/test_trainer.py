@@ -164,7 +164,7 @@ def test_trainer_with_offline_miners(tmp_path, synthetic_root, losses):
     trainer.run()
     assert trainer.step == 4
     if "triplet" in losses:
-        assert trainer.batch_size == 6 and trainer.ohm.triplets.shape[1] == 3
+        assert trainer.batch_size == 6 and trainer.sampler.triplets.shape[1] == 3
     else:
         assert any(d.startswith("rptm_") for d in os.listdir(tmp_path / "rptm_cache"))
 

@@ -1,0 +1,432 @@
+"""Loss terms: each one registered class with its typed options, its head, its sampler and its call.
+
+A config names its loss as a weighted sum of terms, e.g. (Sabri et al. Eq. 7)::
+
+    losses = {"am_softmax": {"weight": 1.0, "scale": 16, "margin": 0.0},
+              "batch_hard": {"weight": 0.33, "margin": "soft"},
+              "attributes": {"weight": 0.25, "slice_dim": 16}}
+
+Adding a loss is one class here (plus its test): subclass :class:`Term`, give
+it a ``name``, its ``options`` (name -> :class:`Option` with type and
+default; an unknown option or a wrong type fails at config time, naming the
+term, the option and the valid ones), optionally ``make_head`` (a Keras layer
+with trainable weights, built on the embedding) and ``sampler`` (the batch
+sampler it needs: ``ohm`` or ``rptm``), and ``__call__(inputs)`` returning
+the term's scalar value.
+
+Distribution: ``coupled`` terms (triplets, tuplets, prototypes) see the
+*global* batch gathered from all replicas; the others (the classifiers) see
+the local replica batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from kreid.losses import margin_softmax as ms
+from kreid.losses import triplet_family as tfam
+from kreid.losses import unified
+from kreid.models import heads
+
+TERMS: dict[str, type["Term"]] = {}
+
+
+def register(cls: type["Term"]) -> type["Term"]:
+    TERMS[cls.name] = cls
+    return cls
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A typed term option: ``kind`` float | int | bool | str | margin, its default and,
+    for strings, the allowed values."""
+
+    kind: str
+    default: Any
+    choices: tuple = ()
+    doc: str = ""
+
+    def parse(self, value, where: str):
+        def fail(expected):
+            raise TypeError(f"{where}={value!r}: expected {expected}")
+
+        if self.kind == "margin":      # a hinge margin (float), "soft" (softplus) or "none"
+            if isinstance(value, str):
+                if value in ("soft", "none"):
+                    return None if value == "none" else "soft"
+                try:
+                    return float(value)
+                except ValueError:
+                    fail("a number, 'soft' or 'none'")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail("a number, 'soft' or 'none'")
+            return float(value)
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            fail("true or false")
+        if self.kind in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    self.kind == "int" and float(value) != int(value)):
+                fail(f"a{'n integer' if self.kind == 'int' else ' number'}")
+            return int(value) if self.kind == "int" else float(value)
+        if not isinstance(value, str) or (self.choices and value not in self.choices):
+            fail(f"one of {self.choices}" if self.choices else "a string")
+        return value
+
+
+def margin(default="soft") -> Option:
+    return Option("margin", default, doc="hinge margin, 'soft' (softplus) or 'none'")
+
+
+METRIC = Option("str", "euclidean", ("euclidean", "sqeuclidean", "cosine"))
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What a term's call sees: local and global (all-gathered) embeddings and labels."""
+
+    emb: tf.Tensor                 # [b, D] this replica's embeddings
+    labels: tf.Tensor              # [b] int32
+    global_emb: tf.Tensor          # [B, D] every replica's
+    global_labels: tf.Tensor       # [B]
+    batch: dict                    # the input batch (attributes, positive_index, ...)
+    gather: Callable[[tf.Tensor], tf.Tensor]
+    seed: tf.Tensor                # [2] stateless seed of this step
+    training: bool = True
+
+
+class Term:
+    """One weighted loss term; subclasses set ``name`` and ``options`` and implement
+    ``__call__``."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    coupled: ClassVar[bool] = True
+
+    def __init__(self, weight: float = 1.0, **options):
+        self.weight = float(weight)
+        where = f"config.losses.{self.name}"
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise KeyError(f"{where}.{unknown[0]}: unknown option; valid options of "
+                           f"{self.name!r}: weight, {', '.join(sorted(self.options)) or '-'}")
+        self.o = {k: spec.parse(options[k], f"{where}.{k}") if k in options else spec.default
+                  for k, spec in self.options.items()}
+        self.head: keras.layers.Layer | None = None
+
+    def make_head(self, num_classes: int, embedding_dim: int, num_attributes: int):
+        """The Keras layer this term trains (None: no head)."""
+        return None
+
+    def build_head(self, embedding_dim: int) -> None:
+        if self.head is not None and not self.head.built:
+            self.head(tf.zeros((2, embedding_dim)), tf.constant([0, 1]))
+
+    @property
+    def sampler(self) -> str | None:
+        """The batch sampler this term needs instead of PK batches (``ohm``, ``rptm``)."""
+        return None
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{self.name}(weight={self.weight}, {self.o})"
+
+
+class _TripletFamilyTerm(Term):
+    fn: ClassVar[Callable]
+    options = {"margin": margin(), "metric": METRIC,
+               "nonzero_average": Option("bool", False),
+               "features": Option("str", "raw", ("raw", "normalized"),
+                                  "batch hard on raw or L2-normalised features")}
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        feats = x.global_emb
+        if self.o["features"] == "normalized":
+            feats = tf.math.l2_normalize(feats, 1)
+        return type(self).fn(feats, x.global_labels, margin=self.o["margin"],
+                             metric=self.o["metric"],
+                             nonzero_average=self.o["nonzero_average"])
+
+
+@register
+class BatchHard(_TripletFamilyTerm):
+    """Eq. (5), Hermans et al. 2017."""
+    name, fn = "batch_hard", staticmethod(tfam.batch_hard)
+
+
+@register
+class BatchAll(_TripletFamilyTerm):
+    """Eq. (6), Hermans et al. 2017."""
+    name, fn = "batch_all", staticmethod(tfam.batch_all)
+
+
+@register
+class Lifted(_TripletFamilyTerm):
+    """The lifted embedding loss (Song et al.) as Hermans et al. write it."""
+    name, fn = "lifted", staticmethod(tfam.lifted)
+
+
+@register
+class LiftedGeneralized(_TripletFamilyTerm):
+    """Eq. (7), Hermans et al. 2017."""
+    name, fn = "lifted_generalized", staticmethod(tfam.lifted_generalized)
+
+
+@register
+class Triplet(Term):
+    """Vanilla triplet loss on random in-batch triplets (``mining: random``) or on
+    offline-hard-mined triplets (``mining: ohm``, batches of consecutive (a, p, n))."""
+
+    name = "triplet"
+    options = {"margin": margin(0.2), "metric": METRIC,
+               "mining": Option("str", "random", ("random", "ohm"))}
+
+    @property
+    def sampler(self):
+        return "ohm" if self.o["mining"] == "ohm" else None
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        if self.o["mining"] == "ohm":
+            triplets = tf.reshape(tf.range(tf.shape(x.global_emb)[0]), [-1, 3])
+        else:
+            triplets = in_batch_triplets(x.global_labels, x.seed)
+        return tfam.triplet(x.global_emb, triplets, margin=self.o["margin"],
+                            metric=self.o["metric"])
+
+
+@register
+class AMSoftmax(Term):
+    """Additive angular margin softmax (Sabri et al. Eq. 2) on the embedding."""
+
+    name, coupled = "am_softmax", False
+    options = {"scale": Option("float", 16.0), "margin": Option("float", 0.0)}
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        return heads.AngularMarginHead(num_classes, scale=self.o["scale"],
+                                       margin=self.o["margin"], name="am_head")
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return ms.softmax_cross_entropy(self.head(x.emb, x.labels), x.labels)
+
+
+@register
+class Attributes(Term):
+    """Per-attribute 2-way angular-margin heads (Sabri et al. Eq. 3)."""
+
+    name, coupled = "attributes", False
+    options = {"slice_dim": Option("int", 16), "scale": Option("float", 16.0),
+               "margin": Option("float", 0.0)}
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        if num_attributes == 0:
+            raise ValueError("config.losses.attributes: the dataset has no binary attributes")
+        return heads.AttributeHeads(num_attributes, slice_dim=self.o["slice_dim"],
+                                    scale=self.o["scale"], margin=self.o["margin"],
+                                    name="attribute_heads")
+
+    def build_head(self, embedding_dim):
+        if not self.head.built:
+            self.head(tf.zeros((2, embedding_dim)), tf.zeros((2, self.head.num_attributes),
+                                                             tf.int32))
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        attr = tf.cast(x.batch["attributes"], tf.int32)
+        return ms.attribute_loss(self.head(x.emb, attr), attr)
+
+
+@register
+class BNNeckCE(Term):
+    """Cross-entropy on a BN-neck classifier (Luo et al.; the unified view's classification)."""
+
+    name, coupled = "bnneck_ce", False
+    options = {"label_smoothing": Option("float", 0.1)}
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        return heads.BNNeckClassifier(num_classes, name="bnneck_classifier")
+
+    def build_head(self, embedding_dim):
+        if not self.head.built:
+            self.head(tf.zeros((2, embedding_dim)), training=False)
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return ms.softmax_cross_entropy(self.head(x.emb, training=x.training), x.labels,
+                                        self.o["label_smoothing"])
+
+
+@register
+class NTuplet(Term):
+    """N-tuplet loss (Zhang et al. Eq. 6) over ``num_tuplets`` in-batch tuplets."""
+
+    name = "ntuplet"
+    options = {"n": Option("int", 16), "num_tuplets": Option("int", 32),
+               "temperature": Option("float", 0.1),
+               "similarity": Option("str", "cosine", ("cosine", "euclidean"))}
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        tuplets = in_batch_tuplets(x.global_labels, self.o["n"], self.o["num_tuplets"], x.seed)
+        return unified.ntuplet(x.global_emb, tuplets, self.o["temperature"],
+                               self.o["similarity"])
+
+
+@register
+class PointToSet(Term):
+    """Point-to-set triplet loss (Zhang et al.)."""
+
+    name = "point_to_set"
+    options = {"margin": margin(), "set_distance": Option("str", "prototype",
+                                                          ("prototype", "mean"))}
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return unified.point_to_set(x.global_emb, x.global_labels, margin=self.o["margin"],
+                                    set_distance=self.o["set_distance"])
+
+
+@register
+class Prototypical(Term):
+    """Prototypical N-tuplet loss over the batch's class prototypes (Zhang et al.)."""
+
+    name = "prototypical"
+    options = {"temperature": Option("float", 0.1),
+               "similarity": Option("str", "cosine", ("cosine", "euclidean"))}
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return unified.prototypical_ntuplet(x.global_emb, x.global_labels,
+                                            self.o["temperature"], self.o["similarity"])
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class MetaPrototypeHead(layers.Layer):
+    """Meta prototypical N-tuplet head (Zhang et al., Eq. 7-10): it computes a loss, so it
+    lives with the terms, not with the models.
+
+    ``phi`` maps class prototypes: FC(d -> d/s) - BN - FC(d/s -> d), s = 8.
+    The temperature tau = exp(log_tau) is learnt. ``head(embeddings, labels)``
+    returns the meta prototypical N-tuplet loss over the batch's prototypes.
+    """
+
+    def __init__(self, reduction: int = 8, initial_temperature: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.reduction, self.initial_temperature = int(reduction), float(initial_temperature)
+
+    def build(self, input_shape):
+        d = int(input_shape[-1])
+        if d < self.reduction:
+            raise ValueError(f"MetaPrototypeHead: feature dim {d} < reduction {self.reduction}")
+        self.fc1 = layers.Dense(d // self.reduction, name="phi_fc1")
+        self.bn = layers.BatchNormalization(name="phi_bn")
+        self.fc2 = layers.Dense(d, name="phi_fc2")
+        self.fc1.build(input_shape)
+        self.bn.build((None, d // self.reduction))
+        self.fc2.build((None, d // self.reduction))
+        self.log_tau = self.add_weight(
+            name="log_tau", shape=(),
+            initializer=keras.initializers.Constant(float(tf.math.log(self.initial_temperature))))
+
+    @property
+    def temperature(self):
+        return tf.exp(self.log_tau)
+
+    def phi(self, x, training=None):
+        return self.fc2(self.bn(self.fc1(x), training=training))
+
+    def call(self, embeddings, labels, training=None):
+        return unified.prototypical_ntuplet(embeddings, labels, temperature=self.temperature,
+                                            similarity_kind="cosine",
+                                            mapping=lambda p: self.phi(p, training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction,
+                "initial_temperature": self.initial_temperature}
+
+
+@register
+class MPN(Term):
+    """Meta prototypical N-tuplet loss (Zhang et al. Eq. 7-10; learnable tau, phi)."""
+
+    name = "mpn"
+    options = {"reduction": Option("int", 8), "temperature": Option("float", 0.1)}
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        return MetaPrototypeHead(reduction=self.o["reduction"],
+                                 initial_temperature=self.o["temperature"], name="mpn_head")
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return self.head(x.global_emb, x.global_labels, training=x.training)
+
+
+@register
+class RPTM(Term):
+    """Chosen (relation-preserving) positive + batch-hard negative (Ghosh et al. Eq. 8)."""
+
+    name = "rptm"
+    options = {"margin": margin(), "metric": METRIC}
+
+    @property
+    def sampler(self):
+        return "rptm"
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        # the RPTM sampler gives positions in the global batch: gather them unchanged
+        positives = x.gather(tf.cast(x.batch["positive_index"], tf.int32))
+        return tfam.given_positive(x.global_emb, x.global_labels, positives,
+                                   margin=self.o["margin"], metric=self.o["metric"])
+
+
+def parse_losses(losses: dict) -> list[Term]:
+    """``{"name": {"weight": w, **options}}`` -> terms (zero-weight ones dropped);
+    unknown names, unknown options and wrong types are refused, named."""
+    if not losses:
+        raise ValueError("config.losses is empty: name at least one loss term")
+    terms = []
+    for name, spec in dict(losses).items():
+        if name not in TERMS:
+            raise KeyError(f"config.losses.{name}: unknown loss term; known: "
+                           f"{', '.join(TERMS)}")
+        spec = dict(spec or {})
+        term = TERMS[name](**spec)
+        if term.weight:
+            terms.append(term)
+    return terms
+
+
+def in_batch_triplets(labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """For every anchor with a positive and a negative: one random positive and negative."""
+    labels = tf.reshape(labels, [-1])
+    b = tf.shape(labels)[0]
+    same = tf.equal(labels[:, None], labels[None, :]) & ~tf.eye(b, dtype=tf.bool)
+    diff = ~tf.equal(labels[:, None], labels[None, :])
+    noise = tf.random.stateless_uniform([2, b, b], seed)
+    pos = tf.argmax(tf.where(same, noise[0], -1.0), axis=1, output_type=tf.int32)
+    neg = tf.argmax(tf.where(diff, noise[1], -1.0), axis=1, output_type=tf.int32)
+    ok = tf.reduce_any(same, 1) & tf.reduce_any(diff, 1)
+    anchors = tf.boolean_mask(tf.range(b), ok)
+    return tf.stack([anchors, tf.boolean_mask(pos, ok), tf.boolean_mask(neg, ok)], axis=1)
+
+
+def in_batch_tuplets(labels: tf.Tensor, n: int, num: int, seed: tf.Tensor) -> tf.Tensor:
+    """``num`` tuplets (anchor, positive, n-1 negatives of distinct identities) from the batch."""
+    labels = tf.reshape(labels, [-1])
+    b = tf.shape(labels)[0]
+    classes, cls_of = tf.unique(labels)
+    c = tf.shape(classes)[0]
+    same = tf.equal(labels[:, None], labels[None, :]) & ~tf.eye(b, dtype=tf.bool)
+    has_pos = tf.reduce_any(same, 1)
+    noise = tf.random.stateless_uniform([4, num, b], seed)
+    anchors = tf.argmax(tf.where(has_pos[None], noise[0], -1.0), 1, output_type=tf.int32)
+    pos = tf.argmax(tf.where(tf.gather(same, anchors), noise[1], -1.0), 1, output_type=tf.int32)
+    # n-1 other classes per tuplet: top-(n-1) of random scores over classes != anchor's
+    cls_noise = tf.random.stateless_uniform([num, c], seed + 1)
+    own = tf.one_hot(tf.gather(cls_of, anchors), c, on_value=True, off_value=False)
+    _, other = tf.math.top_k(tf.where(own, -1.0, cls_noise), k=n - 1)
+    member = tf.equal(cls_of[None, None, :], other[:, :, None])             # [num, n-1, b]
+    pick_noise = tf.random.stateless_uniform([num, n - 1, b], seed + 2)
+    negs = tf.argmax(tf.where(member, pick_noise, -1.0), 2, output_type=tf.int32)
+    return tf.concat([anchors[:, None], pos[:, None], negs], axis=1)

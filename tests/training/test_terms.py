@@ -1,0 +1,58 @@
+"""Loss terms are registered classes with typed options; adding one is one class (#15)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kreid.training import terms
+from kreid.training.objective import Objective
+
+
+def test_unknown_option_names_term_option_and_valid_ones():
+    with pytest.raises(KeyError, match=r"config\.losses\.batch_hard\.margn: unknown option.*"
+                                       r"features, margin, metric, nonzero_average"):
+        terms.parse_losses({"batch_hard": {"weight": 1.0, "margn": 0.3}})
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"ntuplet": {"n": 2.5}}, r"config\.losses\.ntuplet\.n=2\.5: expected an integer"),
+    ({"batch_hard": {"margin": "hard"}}, r"batch_hard\.margin='hard': expected a number, 'soft'"),
+    ({"batch_hard": {"nonzero_average": "yes"}}, r"nonzero_average='yes': expected true or false"),
+    ({"triplet": {"mining": "online"}}, r"triplet\.mining='online': expected one of \('random'"),
+    ({"am_softmax": {"scale": True}}, r"am_softmax\.scale=True: expected a number")])
+def test_wrong_option_types_are_named(spec, match):
+    with pytest.raises(TypeError, match=match):
+        terms.parse_losses(spec)
+
+
+def test_unknown_term_and_defaults_in_one_place():
+    with pytest.raises(KeyError, match="config.losses.batch_hardd: unknown loss term"):
+        terms.parse_losses({"batch_hardd": {}})
+    (bh,) = terms.parse_losses({"batch_hard": {}})
+    assert bh.weight == 1.0 and bh.o == {"margin": "soft", "metric": "euclidean",
+                                         "nonzero_average": False, "features": "raw"}
+    (t,) = terms.parse_losses({"triplet": {"margin": "0.3", "mining": "ohm"}})
+    assert t.o["margin"] == 0.3 and t.sampler == "ohm"
+    assert terms.parse_losses({"batch_hard": {"weight": 0.0}, "batch_all": {}})[0].name == \
+        "batch_all"
+
+
+def test_a_new_loss_is_one_registered_class():
+    @terms.register
+    class MeanNorm(terms.Term):                      # a toy term: mean embedding norm
+        name = "test_mean_norm"
+        options = {"power": terms.Option("float", 1.0)}
+
+        def __call__(self, x):
+            return tf.reduce_mean(tf.norm(x.global_emb, axis=1) ** self.o["power"])
+
+    try:
+        obj = Objective({"test_mean_norm": {"weight": 2.0, "power": 2},
+                         "batch_hard": {"weight": 0.0}}, 3, 4)
+        emb = tf.constant([[3.0, 4, 0, 0], [0, 0, 6, 8]])
+        total, values = obj(emb, {"labels": tf.constant([0, 1])}, lambda t: t, 1,
+                            tf.constant([0, 0], tf.int64))
+        np.testing.assert_allclose(float(values["test_mean_norm"]), (25 + 100) / 2)
+        np.testing.assert_allclose(float(total), 125.0)
+    finally:
+        del terms.TERMS["test_mean_norm"]
