@@ -10,11 +10,17 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Sequence
 
 import numpy as np
 
-from kreid_edge.files import write_text
+from kreid_edge.files import atomic_write, write_text
+
+
+def _save_figure(fig, path: str) -> None:
+    with atomic_write(path, mode=None, suffix=os.path.splitext(path)[1] or ".png") as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 def _plt():
@@ -62,7 +68,7 @@ def plot_cmc(curves: dict[str, np.ndarray], path: str, max_rank: int = 20) -> st
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -129,7 +135,7 @@ def plot_embedding_map(embeddings: np.ndarray, pids: np.ndarray, path: str,
     ax.set_title(title, fontsize=10)
     ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -146,7 +152,7 @@ def plot_distractor_curve(gallery_sizes: Sequence[int], maps: Sequence[float],
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
 
