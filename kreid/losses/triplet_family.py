@@ -133,15 +133,28 @@ def lifted(embeddings, labels, margin=1.0, metric: str = "euclidean",
 
 
 def lifted_generalized(embeddings, labels, margin=1.0, metric: str = "euclidean",
-                       nonzero_average: bool = False) -> tf.Tensor:
+                       nonzero_average: bool = False, positives: str = "all") -> tf.Tensor:
     """Generalised lifted embedding loss L_LG, Eq. (7) of Hermans et al. 2017.
 
-    Per anchor a: ``f(log sum_{p != a} e^{D(a, p)} + log sum_n e^{m - D(a, n)})``.
+    Per anchor a: ``f(log sum_p e^{D(a, p)} + log sum_n e^{m - D(a, n)})``.
+
+    ``positives="all"`` sums p = 1..K as Eq. (7) is printed ("sum_{p=1}^K"),
+    which includes p = a (a constant e^{D(a,a)} = 1); ``"others"`` sums p != a,
+    the "3-pos." reading of Table 1's row name at K = 4. The printed equation
+    *subtracts* the negatives' log-sum-exp; as printed that would reward
+    moving negatives closer, contradicting the text ("a smooth version of the
+    batch hard loss", Eq. 5: max D(a,p) - min D(a,n) + m), so kreid adds it:
+    ``log sum e^{m - D(a,n)}`` ~ ``m - min D(a,n)``.
     """
+    if positives not in ("all", "others"):
+        raise ValueError(f"positives must be 'all' (p = 1..K, Eq. 7 as printed) or 'others' "
+                         f"(p != a), got {positives!r}")
     embeddings, labels = _check(embeddings, labels)
     m, outer = _margin(margin)
     dists = pairwise_distance(embeddings, metric=metric)
     pos, neg = _masks(labels)
+    if positives == "all":
+        pos = pos | tf.eye(tf.shape(pos)[0], dtype=tf.bool)
     valid = tf.reduce_any(pos, axis=1) & tf.reduce_any(neg, axis=1)
     terms = m + _masked_logsumexp(dists, pos, 1) + _masked_logsumexp(-dists, neg, 1)
     return _average(outer(tf.where(valid, terms, tf.zeros_like(terms))), valid,

@@ -11,11 +11,26 @@ to disk and resumable: finished identities are written in atomic part files
 under ``cache_dir``; an interrupted build picks up where it stopped. The
 cache is keyed by the image list and the matcher settings.
 
-Positive selection for an anchor (Sec. 3 of the paper):
-* ``mean``: threshold tau = mean of the anchor's non-zero counts; the
-  positive is the same-identity image whose count is closest to tau.
-* ``min``: the same with a fixed tau (e.g. 10).
-* ``max``: the image with the most matches.
+GMS settings (Sec. 5.1): "10,000 ORB features whose orientation parameter is
+set to true ... All other parameters are set according to the guidelines
+reported by [5]": OpenCV's ORB has no orientation switch, so the orientation
+is GMS's ``withRotation=True``; scale off and threshold factor 6 are GMS's
+defaults (the "guidelines").
+
+Positive selection for an anchor (Sec. 4.2 and 6.4 of the paper):
+* ``mean`` (RPTM_mean): tau = mean of the anchor's non-zero counts.
+* ``min`` (RPTM_min): a fixed tau ("such as 10").
+* ``max`` (RPTM_max): tau = the anchor's largest count.
+The paper: "To ensure an anchor-positive pair has a relational indicator of
+one, we set the positive instance of each anchor to be the image instance
+whose number of GMS matches with the anchor is closest to the threshold tau"
+and "C(x_i, x_j) = 1, if the number matches between them exceed tau". kreid
+reads the two together (``side="above"``, the default): the positive is the
+image with the fewest matches among those with at least tau (>= so that
+RPTM_max can choose its own threshold); if none reaches tau (possible with a
+fixed tau) the image with the most matches. ``side="nearest"`` is the
+two-sided reading (closest to tau from either side; it can choose an image
+with C = 0, even one with zero matches).
 Negatives are batch-hard (Eq. 8): see ``kreid.losses.triplet_family.given_positive``.
 """
 
@@ -41,13 +56,14 @@ from kreid_edge.files import atomic_write
 
 log = logging.getLogger(__name__)
 SELECTION_MODES = ("mean", "min", "max")
+SELECTION_SIDES = ("above", "nearest")
 
 
 @dataclasses.dataclass(frozen=True)
 class GMSConfig:
     size: int = 224
     n_features: int = 10000
-    with_rotation: bool = False
+    with_rotation: bool = True         # "orientation parameter is set to true" (Sec. 5.1)
     with_scale: bool = False
     threshold_factor: float = 6.0
 
@@ -199,23 +215,31 @@ def _load_parts(root: str) -> dict[int, np.ndarray]:
 
 
 def select_positive(candidates: np.ndarray, counts: np.ndarray, mode: str = "mean",
-                    tau: float = 10.0) -> int:
-    """Pick the RPTM positive among ``candidates`` (indices) with match ``counts``.
+                    tau: float = 10.0, side: str = "above") -> int:
+    """Pick the RPTM positive among ``candidates`` (indices) with match ``counts``
+    (see the module docstring for the modes and sides).
 
     ``counts`` < 0 (the anchor itself) are never chosen.
     """
     if mode not in SELECTION_MODES:
         raise ValueError(f"mode must be one of {SELECTION_MODES}, got {mode!r}")
+    if side not in SELECTION_SIDES:
+        raise ValueError(f"side must be one of {SELECTION_SIDES}, got {side!r}")
     ok = counts >= 0
     if not ok.any():
         raise SamplerError("RPTM: the anchor has no other image of its identity")
     cand, c = candidates[ok], counts[ok].astype(np.float64)
     if mode == "max":
-        return int(cand[np.argmax(c)])
-    if mode == "mean":
+        tau = float(c.max())
+    elif mode == "mean":
         nonzero = c[c > 0]
         tau = float(nonzero.mean()) if len(nonzero) else 0.0
-    return int(cand[np.argmin(np.abs(c - tau))])
+    if side == "nearest":
+        return int(cand[np.argmin(np.abs(c - tau))])
+    above = np.flatnonzero(c >= tau)
+    if not len(above):
+        return int(cand[np.argmax(c)])
+    return int(cand[above[np.argmin(c[above])]])
 
 
 class RPTMSampler:
@@ -230,13 +254,14 @@ class RPTMSampler:
     refresh_every = 0
 
     def __init__(self, matrix: RelationalMatrix, p: int, k: int, mode: str = "mean",
-                 tau: float = 10.0, seed: int = 0):
+                 tau: float = 10.0, seed: int = 0, side: str = "above"):
         if k % 2 or k < 2:
             raise SamplerError(f"RPTM batches need an even K >= 2 (anchor + positive), got {k}")
         self.ids = [pid for pid, m in matrix.members.items() if len(m) > 1]
         if len(self.ids) < p:
             raise SamplerError(f"P={p} but only {len(self.ids)} identities have 2+ images")
         self.matrix, self.p, self.k, self.mode, self.tau, self.seed = matrix, p, k, mode, tau, seed
+        self.side = side
         self.batch_size = p * k
 
     def batch_at(self, step: int) -> np.ndarray:
@@ -263,6 +288,6 @@ class RPTMSampler:
                 cand, counts = self.matrix.row(int(a))
                 at = b * self.k + 2 * j
                 idx[at] = a
-                idx[at + 1] = select_positive(cand, counts, self.mode, self.tau)
+                idx[at + 1] = select_positive(cand, counts, self.mode, self.tau, self.side)
                 pos[at] = at + 1
         return idx, pos

@@ -23,7 +23,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.deterministic = False            # tf.config.experimental.enable_op_determinism
     c.dataset = dict(name="synthetic", root="demo_out/synthetic", options={})
     c.skip_corrupt = False             # drop and count unreadable images instead of failing
-    c.validation = dict(holdout_ids=0, every=0)   # held-out training ids, mAP every N steps
+    # held-out training ids scored every N steps (protocol market | tracklet | multi_query)
+    c.validation = dict(holdout_ids=0, every=0, protocol="market")
     c.model = dict(name="lunet", embedding_dim=128, kwargs={})
     c.image_size = (128, 64)           # (H, W)
     c.preprocessing = ""               # "" = the model's own (kreid.models.PREPROCESSING)
@@ -41,9 +42,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.histogram_every = 1000
     c.distribution = dict(strategy="default", devices=[], sync_bn=True)
-    c.rptm = dict(mode="mean", tau=10.0, workers=2, cache_dir="")
+    # RPTM (Ghosh et al.): mode mean|min|max, tau for min, side above|nearest (see
+    # kreid.mining.rptm), GMS orientation on as the paper states
+    c.rptm = dict(mode="mean", tau=10.0, side="above", with_rotation=True, workers=2,
+                  cache_dir="")
     c.ohm = dict(every=500, identities=100)   # offline hard mining for losses.triplet.mining=ohm
-    c.final_eval = dict(enabled=True, tta="none", protocol="market")
+    # test-set evaluation after training: metric euclidean | cosine (Sabri et al. use cosine
+    # on L2-normalised features), k-reciprocal re-ranking (Ghosh et al. on VeRi/Duke)
+    c.final_eval = dict(enabled=True, tta="none", protocol="market", metric="euclidean",
+                        rerank=False)
     return c
 
 

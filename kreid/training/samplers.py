@@ -32,12 +32,14 @@ def make_sampler(kinds: set[str], config, records: list[Record], workdir: str) -
         from kreid.mining import rptm
 
         o = dict(c.get("rptm", {}))
+        gms = rptm.GMSConfig(with_rotation=bool(o.get("with_rotation", True)))
         matrix = rptm.build_relational_matrix(
             [r.path for r in records], labels,
             o.get("cache_dir") or os.path.join(workdir, "rptm_cache"),
-            workers=int(o.get("workers", os.cpu_count() or 1)))
+            workers=int(o.get("workers", os.cpu_count() or 1)), config=gms)
         return rptm.RPTMSampler(matrix, p, k, mode=o.get("mode", "mean"),
-                                tau=float(o.get("tau", 10.0)), seed=seed)
+                                tau=float(o.get("tau", 10.0)), seed=seed,
+                                side=o.get("side", "above"))
     return PKSampler(labels, p, k, seed=seed, short=c.batch.get("short", "replicate"),
                      camids=[r.camid for r in records] if c.batch.get("camera_balanced")
                      else None)

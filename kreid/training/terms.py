@@ -176,8 +176,19 @@ class Lifted(_TripletFamilyTerm):
 
 @register
 class LiftedGeneralized(_TripletFamilyTerm):
-    """Eq. (7), Hermans et al. 2017."""
+    """Eq. (7), Hermans et al. 2017 (``positives``: "all" = p = 1..K as printed, "others")."""
     name, fn = "lifted_generalized", staticmethod(tfam.lifted_generalized)
+    options = {**_TripletFamilyTerm.options,
+               "positives": Option("str", "all", ("all", "others"))}
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        feats = x.global_emb
+        if self.o["features"] == "normalized":
+            feats = tf.math.l2_normalize(feats, 1)
+        return tfam.lifted_generalized(feats, x.global_labels, margin=self.o["margin"],
+                                       metric=self.o["metric"],
+                                       nonzero_average=self.o["nonzero_average"],
+                                       positives=self.o["positives"])
 
 
 @register

@@ -53,17 +53,19 @@ log = logging.getLogger(__name__)
 
 def holdout(records: list[Record], num_ids: int, seed: int):
     """Split ``num_ids`` training identities off as a validation query/gallery set
-    (first image per identity and camera is a query, the rest gallery)."""
+    (the first image - or tracklet, when records have track ids - per identity and
+    camera is the query, the rest gallery)."""
     pids = sorted({r.pid for r in records})
     if not 0 < num_ids < len(pids):
         raise ValueError(f"validation.holdout_ids={num_ids} must be in 1..{len(pids) - 1}")
     val = set(np.random.default_rng(seed).choice(pids, num_ids, replace=False).tolist())
     train = relabel([r for r in records if r.pid not in val])
-    query, gallery, seen = [], [], set()
+    query, gallery, first = [], [], {}
     for r in sorted((r for r in records if r.pid in val), key=lambda r: r.path):
         key = (r.pid, r.camid)
-        (gallery if key in seen else query).append(dataclasses.replace(r, label=-1))
-        seen.add(key)
+        unit = r.trackid if r.trackid >= 0 else r.path     # whole tracklets stay together
+        first.setdefault(key, unit)
+        (query if first[key] == unit else gallery).append(dataclasses.replace(r, label=-1))
     return train, query, gallery
 
 
@@ -372,7 +374,8 @@ class Trainer:
         q, g = self.val
         embedder = self.embedder()
         res, _ = score(embed_records(embedder, q, progress=False),
-                       embed_records(embedder, g, progress=False))
+                       embed_records(embedder, g, progress=False),
+                       protocol=self.config.validation.get("protocol", "market"))
         out = {"val/mAP": res["mAP"], "val/rank1": float(res["cmc"][0])}
         self.writer.validation(self.step, out)
         return out
@@ -402,6 +405,7 @@ def train(config, workdir: str, resume: bool = True, logical_cpus: int = 0) -> d
 
         res, _, _ = runner.evaluate_embedder(
             trainer.embedder(), trainer.dataset, tta=final.get("tta", "none"),
+            metric=final.get("metric", "euclidean"), rerank=bool(final.get("rerank", False)),
             protocol=final.get("protocol", "market"),
             report_dir=os.path.join(workdir, "report"), label=config.model.name)
         print("test:", reports.summary_line(res))

@@ -78,13 +78,14 @@ def lifted(x, y, margin, metric="euclidean", nonzero=False):
     return average(terms, nonzero)
 
 
-def lifted_generalized(x, y, margin, metric="euclidean", nonzero=False):
+def lifted_generalized(x, y, margin, metric="euclidean", nonzero=False, positives="all"):
+    """Eq. (7): positives p = 1..K (the anchor included) as printed, or p != a."""
     d = cdist(x, x, metric)
     m = 0.0 if margin in ("soft", None) else margin
     outer = "soft" if margin == "soft" else (None if margin is None else 0.0)
     terms = []
     for a in range(len(x)):
-        pos = [p for p in range(len(x)) if y[p] == y[a] and p != a]
+        pos = [p for p in range(len(x)) if y[p] == y[a] and (p != a or positives == "all")]
         neg = [n for n in range(len(x)) if y[n] != y[a]]
         if pos and neg:
             t = logsumexp([d[a, p] for p in pos]) + logsumexp([m - d[a, n] for n in neg])

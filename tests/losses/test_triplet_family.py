@@ -1,5 +1,7 @@
 """Triplet family against independent NumPy loops of Hermans et al.'s equations."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -108,6 +110,13 @@ def test_huge_distances_do_not_overflow(name):
 @pytest.mark.parametrize("name", LOSSES)
 def test_k1_and_single_identity_batches(name):
     fn = getattr(triplet, name)
+    if name == "lifted_generalized":   # p = 1..K as printed counts the anchor: K=1 has a term
+        x, _ = _batch(4, p=4, k=2)
+        loss, grad = _grad(lambda e, l: fn(e, l, margin="soft"), x, np.arange(8))
+        np.testing.assert_allclose(float(loss), ref.lifted_generalized(
+            x.astype(np.float64), np.arange(8), "soft"), rtol=1e-4)
+        assert float(loss) > 0 and np.isfinite(grad.numpy()).all()
+        fn = functools.partial(fn, positives="others")
     x, _ = _batch(4, p=4, k=2)
     y_k1 = np.arange(8)                             # every identity once: no positive
     loss, grad = _grad(lambda e, l: fn(e, l, margin="soft"), x, y_k1)
@@ -117,8 +126,9 @@ def test_k1_and_single_identity_batches(name):
     assert float(loss) == 0.0 and np.isfinite(grad.numpy()).all()
     y_mixed = np.array([0, 0, 1, 2, 3, 3, 4, 5])    # some anchors without positive
     got = float(fn(x, y_mixed, margin="soft"))
-    np.testing.assert_allclose(got, getattr(ref, name)(x.astype(np.float64), y_mixed, "soft"),
-                               rtol=1e-4)
+    kwargs = {"positives": "others"} if name == "lifted_generalized" else {}
+    np.testing.assert_allclose(got, getattr(ref, name)(x.astype(np.float64), y_mixed, "soft",
+                                                       **kwargs), rtol=1e-4)
 
 
 def test_bad_shapes_and_margin():
@@ -173,3 +183,21 @@ def test_given_positive_rptm_loss(margin):
     np.testing.assert_allclose(got, ref.given_positive(x.astype(np.float64), y, pos, margin),
                                rtol=1e-4)
     assert float(triplet.given_positive(x, y, np.full(12, -1))) == 0.0
+
+
+@pytest.mark.parametrize("positives", ["all", "others"])
+def test_generalised_lifted_positive_sum_of_eq7(positives):
+    # Eq. (7) by hand, 1-d: identity A = {0, 1}, B = {4}; anchor 0, m = 1, hinge
+    x = np.array([[0.0], [1.0], [4.0]], np.float32)
+    y = np.array([0, 0, 1])
+    pos = np.exp(0.0) + np.exp(1.0) if positives == "all" else np.exp(1.0)   # p = a included?
+    a0 = np.log(pos) + np.log(np.exp(1 - 4.0))
+    pos1 = np.exp(1.0) + np.exp(0.0) if positives == "all" else np.exp(1.0)
+    a1 = np.log(pos1) + np.log(np.exp(1 - 3.0))
+    # anchor 2 (B) has a positive only when p = a counts: log(e^0) + log(e^{1-4} + e^{1-3})
+    a2 = np.log(np.exp(1 - 4.0) + np.exp(1 - 3.0))
+    terms = [max(a0, 0), max(a1, 0)] + ([max(a2, 0)] if positives == "all" else [])
+    got = float(triplet.lifted_generalized(x, y, margin=1.0, positives=positives))
+    np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
+    want = ref.lifted_generalized(x.astype(np.float64), y, 1.0, positives=positives)
+    np.testing.assert_allclose(got, want, rtol=1e-5)

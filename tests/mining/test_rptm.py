@@ -63,14 +63,57 @@ def test_unreadable_image_is_named(tmp_path, records):
 def test_select_positive_modes():
     cand = np.array([10, 11, 12, 13, 14])
     counts = np.array([-1, 0, 30, 12, 40])         # anchor is 10; non-zero mean = 27.33
-    assert rptm.select_positive(cand, counts, "mean") == 12
-    assert rptm.select_positive(cand, counts, "min", tau=10) == 13
+    assert rptm.select_positive(cand, counts, "mean") == 12          # fewest >= 27.33
+    assert rptm.select_positive(cand, counts, "min", tau=10) == 13   # fewest >= 10
     assert rptm.select_positive(cand, counts, "max") == 14
     assert rptm.select_positive(cand, np.array([-1, 0, 0, 0, 0]), "mean") == 11
     with pytest.raises(SamplerError):
         rptm.select_positive(cand[:1], counts[:1])
     with pytest.raises(ValueError, match="mode"):
         rptm.select_positive(cand, counts, "median")
+
+
+def test_positive_has_relational_indicator_one():
+    """Sec. 4.2: the positive must have C = 1, i.e. at least tau matches."""
+    ids = np.array([1, 2, 3])
+    assert rptm.select_positive(ids, np.array([5, 30, 100]), "mean") == 3     # tau = 45
+    assert rptm.select_positive(ids, np.array([0, 8, 25]), "min", tau=10) == 3
+    assert rptm.select_positive(ids, np.array([0, 21, 50]), "min", tau=25) == 3
+    # nothing reaches a fixed tau: the most-matched image, never a zero-match one
+    assert rptm.select_positive(ids, np.array([0, 3, 7]), "min", tau=10) == 3
+    # [0, 0, 10, 30]: zeros ignored in the mean (tau = 20) -> 30
+    assert rptm.select_positive(np.arange(4), np.array([0, 0, 10, 30]), "mean") == 3
+    # the two-sided reading is kept as an option
+    assert rptm.select_positive(ids, np.array([5, 30, 100]), "mean", side="nearest") == 2
+    with pytest.raises(ValueError, match="side"):
+        rptm.select_positive(ids, np.array([5, 30, 100]), side="below")
+
+
+def test_gms_uses_orientation_and_the_papers_settings(monkeypatch):
+    import cv2
+
+    calls = {}
+    real_gms, real_orb = cv2.xfeatures2d.matchGMS, cv2.ORB_create
+
+    def gms(size1, size2, kp1, kp2, matches, **kw):
+        calls["gms"] = (size1, size2, kw)
+        return real_gms(size1, size2, kp1, kp2, matches, **kw)
+
+    def orb(**kw):
+        calls["orb"] = kw
+        return real_orb(**kw)
+
+    monkeypatch.setattr(cv2.xfeatures2d, "matchGMS", gms)
+    monkeypatch.setattr(cv2, "ORB_create", orb)
+    rng = np.random.default_rng(0)
+    img = (rng.random((224, 224)) * 255).astype(np.uint8)
+    o = real_orb(nfeatures=500)
+    kp, d = o.detectAndCompute(img, None)
+    rptm.gms_matches(kp, d, kp, d, rptm.GMSConfig(), cv2.BFMatcher(cv2.NORM_HAMMING))
+    size1, size2, kw = calls["gms"]
+    assert size1 == size2 == (224, 224)
+    assert kw == {"withRotation": True, "withScale": False, "thresholdFactor": 6.0}
+    assert rptm.GMSConfig().n_features == 10000
 
 
 def test_sampler_pairs_anchor_and_positive():
