@@ -39,12 +39,19 @@ def am_softmax(cos: tf.Tensor, labels: tf.Tensor, scale: float = 16.0,
 
 
 def attribute_loss(attr_logits: tf.Tensor, attr_labels: tf.Tensor) -> tf.Tensor:
-    """L_Attr, Eq. (3): mean over the M binary attributes of their 2-way cross-entropy.
+    """L_Attr, Eq. (3) of Sabri et al.: ``-(1/N) sum_i sum_{k=1..M} log p(a_k,i)`` - the
+    2-way cross-entropies *summed* over the M attributes, averaged over the N samples.
 
     ``attr_logits`` [B, M, 2] (margin already applied by the head),
-    ``attr_labels`` [B, M] in {0, 1}; -1 marks a missing label.
+    ``attr_labels`` [B, M] in {0, 1}; -1 marks a missing label, which adds
+    nothing to the sum (the paper's attributes are complete; N stays the batch size).
     """
-    return softmax_cross_entropy(attr_logits, attr_labels)
+    labels = tf.cast(attr_labels, tf.int32)
+    valid = labels >= 0
+    target = tf.one_hot(tf.where(valid, labels, 0), 2, dtype=attr_logits.dtype)
+    ce = -tf.reduce_sum(target * tf.nn.log_softmax(attr_logits), axis=-1)       # [B, M]
+    ce = ce * tf.cast(valid, ce.dtype)
+    return tf.reduce_sum(ce) / tf.cast(tf.shape(ce)[0], ce.dtype)
 
 
 def am_bh(logits: tf.Tensor, embeddings: tf.Tensor, labels: tf.Tensor, gamma: float,

@@ -3,10 +3,11 @@
 * :func:`ntuplet` - the N-tuplet loss (Eq. 6): for each sampled tuplet
   (anchor, positive, N-1 negatives of distinct identities),
   ``-log softmax(sim / tau)`` at the positive.
-* :func:`point_to_set` - a triplet between a point and sets: the anchor's
-  distance to its own identity's set versus the nearest other set.
+* :func:`point_to_set_unified` - the point-to-set triplet in the unified
+  (two-class softmax) form with prototypes as reference nodes;
+  :func:`point_to_set` the distance/margin form.
 * :func:`prototypical_ntuplet` - N-tuplet against the class prototypes of the
-  batch (means; the anchor's own prototype leaves the anchor out).
+  batch (class means over all K samples, as the paper; leave-one-out optional).
   With a mapping subnet ``phi`` and a learnable temperature it is the meta
   prototypical N-tuplet loss (Eq. 7-10; see ``kreid.training.terms.MetaPrototypeHead``).
 * classification on a BN-neck feature: ``margin_softmax.softmax_cross_entropy``
@@ -36,23 +37,19 @@ def similarity(a: tf.Tensor, b: tf.Tensor, kind: str = "cosine") -> tf.Tensor:
     raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
 
 
-def ntuplet(embeddings, tuplets, temperature: float = 0.1,
-            similarity_kind: str = "cosine") -> tf.Tensor:
-    """N-tuplet loss on index tuplets [M, N+1] = (anchor, positive, negatives...)."""
+def ntuplet(embeddings, tuplets, temperature=0.1, similarity_kind: str = "cosine") -> tf.Tensor:
+    """N-tuplet loss (Zhang et al. Eq. 6) on index tuplets [M, N+1] = (anchor, positive,
+    N-1 negatives): ``-log softmax(S / tau)`` at the positive.
+
+    The B x B similarity matrix is computed once and the tuplets gather scalars
+    from it, so the paper's M = T tuplets (11,520 for P=16, K=4) cost no more
+    memory than a handful. ``temperature`` may be a tensor (learnable tau).
+    """
     embeddings = tf.convert_to_tensor(embeddings)
     tuplets = tf.convert_to_tensor(tuplets, tf.int32)
-    anchors = tf.gather(embeddings, tuplets[:, 0])                 # [M, D]
-    others = tf.gather(embeddings, tuplets[:, 1:])                  # [M, N, D]
-    if similarity_kind == "cosine":
-        sims = tf.einsum("md,mnd->mn", tf.math.l2_normalize(anchors, -1),
-                         tf.math.l2_normalize(others, -1))
-    elif similarity_kind == "euclidean":
-        diff = others - anchors[:, None, :]
-        d2 = tf.reduce_sum(tf.square(diff), -1)
-        sims = -safe_sqrt(d2)
-    else:
-        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity_kind!r}")
-    logits = sims / temperature
+    sims = similarity(embeddings, embeddings, similarity_kind)                  # [B, B]
+    anchors = tf.broadcast_to(tuplets[:, :1], tf.shape(tuplets[:, 1:]))
+    logits = tf.gather_nd(sims, tf.stack([anchors, tuplets[:, 1:]], -1)) / temperature
     return tf.reduce_mean(-tf.nn.log_softmax(logits, axis=-1)[:, 0])
 
 
@@ -64,54 +61,85 @@ def _class_sums(embeddings: tf.Tensor, labels: tf.Tensor):
     return one_hot, sums, counts
 
 
-def prototypes(embeddings: tf.Tensor, labels: tf.Tensor):
-    """Class prototypes of the batch and each anchor's leave-one-out own prototype.
+def prototypes(embeddings: tf.Tensor, labels: tf.Tensor, leave_one_out: bool = False):
+    """Class prototypes of the batch and each anchor's own prototype.
 
-    Returns (one_hot [B, C], class means [C, D], own prototypes [B, D], valid [B])
-    where valid marks anchors whose identity has another image in the batch.
+    Returns (one_hot [B, C], class means [C, D], own prototypes [B, D], valid [B]).
+    ``leave_one_out=False`` (the paper: "averaging ... sum_{j=1}^K", Eq. 10, and
+    "the average results over all instances of the same class" for P2S): the
+    own prototype is the class mean, anchor included; every anchor is valid.
+    ``True``: the anchor is left out of its own prototype, and anchors whose
+    identity has no other image in the batch are not valid.
     """
     one_hot, sums, counts = _class_sums(embeddings, labels)
     means = sums / tf.maximum(counts, 1.0)[:, None]
+    if not leave_one_out:
+        return one_hot, means, tf.matmul(one_hot, means), tf.ones_like(one_hot[:, 0], tf.bool)
     own_count = tf.matmul(one_hot, counts[:, None])[:, 0] - 1.0
     own = (tf.matmul(one_hot, sums) - embeddings) / tf.maximum(own_count, 1.0)[:, None]
     return one_hot, means, own, own_count > 0
 
 
-def prototypical_ntuplet(embeddings, labels, temperature=0.1, similarity_kind: str = "cosine",
-                         mapping: Callable[[tf.Tensor], tf.Tensor] | None = None) -> tf.Tensor:
-    """Prototypical N-tuplet loss: softmax over the batch's class prototypes.
+def _row_similarity(a: tf.Tensor, b: tf.Tensor, kind: str) -> tf.Tensor:
+    if kind == "cosine":
+        return tf.reduce_sum(tf.math.l2_normalize(a, 1) * tf.math.l2_normalize(b, 1), 1)
+    return -safe_sqrt(tf.reduce_sum(tf.square(a - b), 1))
 
-    The anchor's own class uses the leave-one-out prototype, the others the
-    class means. ``mapping`` (the meta subnet phi) maps prototypes before the
-    similarity; ``temperature`` may be a tensor or variable (learnable tau).
-    Anchors whose identity has a single image in the batch are left out.
+
+def prototypical_ntuplet(embeddings, labels, temperature=0.1, similarity_kind: str = "cosine",
+                         mapping: Callable[[tf.Tensor], tf.Tensor] | None = None,
+                         leave_one_out: bool = False) -> tf.Tensor:
+    """Prototypical N-tuplet loss (PN-tuplet; with ``mapping`` the meta prototypical
+    MPN-tuplet loss, Eq. 10): softmax over the batch's class prototypes.
+
+    With ``mapping`` (the meta learner phi) every *sample* is mapped first and
+    the prototypes average the mapped features: "we build its prototype
+    reference node by averaging their mapped features as phi_c = 1/K sum_j
+    phi(x_{c,j})" (Eq. 10); the anchor x_a itself is compared unmapped (Eq. 8).
+    ``temperature`` may be a tensor or variable (learnable tau).
     """
     embeddings = tf.convert_to_tensor(embeddings)
-    one_hot, means, own, valid = prototypes(embeddings, labels)
-    if mapping is not None:
-        means, own = mapping(means), mapping(own)
+    refs = embeddings if mapping is None else mapping(embeddings)
+    one_hot, means, own, valid = prototypes(refs, labels, leave_one_out)
     sims = similarity(embeddings, means, similarity_kind)                       # [B, C]
-    if similarity_kind == "cosine":
-        own_sim = tf.reduce_sum(tf.math.l2_normalize(embeddings, 1) *
-                                tf.math.l2_normalize(own, 1), 1)
-    else:
-        own_sim = -safe_sqrt(tf.reduce_sum(tf.square(embeddings - own), 1))
+    own_sim = _row_similarity(embeddings, own, similarity_kind)
     sims = one_hot * own_sim[:, None] + (1.0 - one_hot) * sims
     logits = sims / temperature
     ce = -tf.reduce_sum(one_hot * tf.nn.log_softmax(logits, axis=-1), axis=-1)
     return _average(ce, valid & (tf.shape(one_hot)[1] > 1), nonzero_average=False)
 
 
+def point_to_set_unified(embeddings, labels, temperature=0.1, similarity_kind: str = "cosine",
+                         leave_one_out: bool = False) -> tf.Tensor:
+    """Point-to-set triplet in the unified form (Zhang et al. Sec. 3.1, Eq. 5 with
+    prototypes as the two reference nodes): ``softplus((S(a, P_neg) - S(a, P_own)) / tau)``.
+
+    The paper takes "the prototypes (the average results over all instances of
+    the same class)" as reference nodes but does not say which negative
+    prototype each anchor meets: kreid takes the most similar other one (the
+    hardest), so the B anchors give the paper's B triplets.
+    """
+    embeddings = tf.convert_to_tensor(embeddings)
+    one_hot, means, own, valid = prototypes(embeddings, labels, leave_one_out)
+    sims = similarity(embeddings, means, similarity_kind)                       # [B, C]
+    s_own = _row_similarity(embeddings, own, similarity_kind)
+    s_neg = tf.reduce_max(tf.where(one_hot > 0, -1e9, sims), axis=1)
+    valid = valid & (tf.shape(one_hot)[1] > 1)
+    terms = tf.nn.softplus((tf.where(valid, s_neg, s_own) - s_own) / temperature)
+    return _average(terms, valid, nonzero_average=False)
+
+
 def point_to_set(embeddings, labels, margin="soft", metric: str = "euclidean",
                  set_distance: str = "prototype", nonzero_average: bool = False) -> tf.Tensor:
-    """Point-to-set triplet: ``f(m + D(a, S_y \\ a) - min_{c != y} D(a, S_c))``.
+    """Point-to-set triplet, distance form: ``f(m + D(a, S_y \\ a) - min_{c != y} D(a, S_c))``
+    (the anchor left out of its own set; :func:`point_to_set_unified` is the paper's form).
 
     ``set_distance='prototype'``: distance to the set's mean embedding;
     ``'mean'``: mean of the distances to the set's members.
     """
     embeddings = tf.convert_to_tensor(embeddings)
     m, outer = _margin(margin)
-    one_hot, means, own, valid = prototypes(embeddings, labels)
+    one_hot, means, own, valid = prototypes(embeddings, labels, leave_one_out=True)
     if set_distance == "prototype":
         d_sets = pairwise_distance(embeddings, means, metric)                   # [B, C]
         d_own = _rowwise(embeddings, own, metric)

@@ -99,21 +99,30 @@ class AttributeHeads(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kreid")
 class BNNeckClassifier(layers.Layer):
-    """BN-neck (batch norm without shift) followed by a bias-free linear classifier."""
+    """BN-neck (batch norm without shift) followed by a bias-free linear classifier.
 
-    def __init__(self, num_classes: int, **kwargs):
+    ``bn=False``: the linear classifier alone, for a model that ends in its own
+    BN-neck (Zhang et al.: "a Batch Normalization (BN) layer is added to obtain
+    the ReID feature vector x ... and a followed Fully Connected (FC) layer is
+    employed as the classifier": one BN, not two).
+    """
+
+    def __init__(self, num_classes: int, bn: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.bn = layers.BatchNormalization(center=False, name="bnneck")
+        self.num_classes, self.use_bn = int(num_classes), bool(bn)
+        self.bn = layers.BatchNormalization(center=False, name="bnneck") if self.use_bn else None
         self.fc = layers.Dense(self.num_classes, use_bias=False, name="classifier",
                                kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
 
     def build(self, input_shape):
-        self.bn.build(input_shape)
+        if self.bn is not None:
+            self.bn.build(input_shape)
         self.fc.build(input_shape)
 
     def call(self, features, training=None):
-        return self.fc(self.bn(features, training=training))
+        if self.bn is not None:
+            features = self.bn(features, training=training)
+        return self.fc(features)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
+        return {**super().get_config(), "num_classes": self.num_classes, "bn": self.use_bn}

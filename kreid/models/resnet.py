@@ -100,6 +100,9 @@ class _Slice(layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
+ChannelSlice = _Slice       # public name (the registered class keeps its saved name)
+
+
 def _se(x, name, reduction=16):
     c = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
@@ -161,8 +164,14 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
 @register("resnet50_reid", preprocessing="imagenet")
 def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_stride: int = 1,
                   ibn: bool = False, se: bool = False, bnneck: bool = True,
-                  weights=None) -> keras.Model:
-    """ResNet-50 ReID baseline (BoT-style): last stride 1, optional IBN-a/SE, BN-neck."""
+                  weights=None, bnneck_center: bool = False) -> keras.Model:
+    """ResNet-50 ReID baseline (BoT-style): last stride 1, optional IBN-a/SE, BN-neck.
+
+    ``bnneck_center``: the BN after global average pooling learns a shift (a
+    plain BN, as Sabri et al. Sec. 3.4: "a global average pooling (GAP) layer
+    and a batch normalization layer (BN)"); False is the BN-neck of Luo et al.
+    (bias frozen at 0).
+    """
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
     backbone = resnet50_backbone(input_shape, last_stride, ibn, se)
@@ -172,8 +181,8 @@ def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_str
     x = backbone(inputs)
     if embedding_dim != 2048:
         x = layers.Dense(embedding_dim, kernel_initializer="he_normal", name="reduction")(x)
-    if bnneck:  # BN without shift: the BN-neck of Luo et al. (bias frozen at 0)
-        x = layers.BatchNormalization(center=False, name="bnneck")(x)
+    if bnneck:
+        x = layers.BatchNormalization(center=bnneck_center, name="bnneck")(x)
     return keras.Model(inputs, x, name="resnet50_reid")
 
 

@@ -1,6 +1,7 @@
 """What a finished run leaves for evaluation and export: the trained model files.
 
-``embedding.keras`` is the embedding-only model (training heads stripped)
+``embedding.keras`` is the embedding-only model (training heads stripped;
+f_id only when attribute heads trained f_attr, Sabri et al. Eq. 7)
 with its sidecar ``embedding.keras.json`` (:mod:`kreid_edge.sidecar`: input
 size, preprocessing, architecture, embedding size, dataset, step, weights
 fingerprint); ``final.keras`` adds the classifier heads as extra outputs.
@@ -32,7 +33,7 @@ def save_trained_model(model, heads: dict, workdir: str, config, image_size, pre
 
     path = save_keras(model, os.path.join(workdir, "embedding.keras"))
     write_sidecar(path, Sidecar(tuple(image_size), preprocessing, config.model.name, "keras",
-                                int(config.model.embedding_dim),
+                                int(model.output.shape[-1]),
                                 {"dataset": config.dataset.name, "step": step,
                                  "fingerprint": weights_fingerprint(model)}))
     images = keras.Input((*image_size, 3), name="images")

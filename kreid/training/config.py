@@ -36,7 +36,9 @@ def base_config() -> ml_collections.ConfigDict:
     # kind: constant | exponential | warmup_step | step; unit: step | epoch
     c.schedule = dict(kind="exponential", base_lr=1e-3, t0=15000, t1=25000, unit="step")
     c.total_steps = 25000
-    c.stages = []                      # multi-stage runs: [{steps, losses, freeze_backbone, schedule}]
+    # multi-stage runs: [{steps, losses, freeze_backbone, freeze_model, schedule}]
+    c.stages = []
+    c.stage_unit = "step"              # unit of the stages' "steps": step | epoch
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.log_every = 100

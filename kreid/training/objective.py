@@ -35,22 +35,37 @@ from kreid.training.terms import Inputs, parse_losses
 
 class Objective:
     """The configured terms with their heads; ``shared_heads`` (name -> layer) lets the
-    stages of a multi-stage run train the same heads."""
+    stages of a multi-stage run train the same heads.
+
+    With the ``attributes`` term the feature is divided as Sabri et al. (Sec. 4.1,
+    Eq. 7) divide it: "f_theta_a has size M x Q ... The rest of the embedding
+    features, f_theta_id, is the input to the identity classifier and triplet
+    loss". kreid takes f_attr = the first M*Q dimensions (the paper does not say
+    which) and f_id = the rest: every other term sees only f_id, the attribute
+    heads only f_attr, and the test-time embedding is f_id (``attr_dim``).
+    """
 
     def __init__(self, losses: dict, num_classes: int, embedding_dim: int,
                  num_attributes: int = 0, shared_heads: dict | None = None):
         self.terms = parse_losses(losses)
-        self.embedding_dim = embedding_dim
+        attr = next((t for t in self.terms if t.name == "attributes"), None)
+        self.attr_dim = attr.attribute_dim(num_attributes) if attr is not None else 0
+        self.embedding_dim = embedding_dim - self.attr_dim        # f_id
+        if self.embedding_dim <= 0:
+            raise ValueError(f"config.losses.attributes: {num_attributes} attributes x "
+                             f"slice_dim {attr.o['slice_dim']} = {self.attr_dim} dims leave no "
+                             f"identity feature of a {embedding_dim}-d embedding")
         self.heads: dict[str, tf.keras.layers.Layer] = {}
         for t in self.terms:
             shared = (shared_heads or {}).get(t.name)
-            t.head = shared or t.make_head(num_classes, embedding_dim, num_attributes)
+            dim = self.attr_dim if t is attr else self.embedding_dim
+            t.head = shared or t.make_head(num_classes, dim, num_attributes)
             if t.head is not None:
                 self.heads[t.name] = t.head
 
     def build(self) -> None:
         for t in self.terms:
-            t.build_head(self.embedding_dim)
+            t.build_head(self.attr_dim if t.name == "attributes" else self.embedding_dim)
 
     @property
     def samplers(self) -> set[str]:
@@ -65,7 +80,9 @@ class Objective:
                  num_replicas: int, seed: tf.Tensor, training: bool = True):
         """Returns (loss for this replica, {term name: global term value})."""
         labels = tf.cast(batch["labels"], tf.int32)
-        x = Inputs(emb, labels, gather(emb), gather(labels), batch, gather, seed, training)
+        f_attr, f_id = emb[:, :self.attr_dim], emb[:, self.attr_dim:]
+        x = Inputs(f_id, labels, gather(f_id), gather(labels), batch, gather, seed, training,
+                   f_attr if self.attr_dim else None)
         values = {t.name: t(x) for t in self.terms}
         total = tf.add_n([t.weight * values[t.name] for t in self.terms])
         return total / float(num_replicas), values

@@ -25,6 +25,7 @@ import dataclasses
 from typing import Any, Callable, ClassVar
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -99,7 +100,7 @@ class Inputs:
     gather: Callable[[tf.Tensor], tf.Tensor]
     seed: tf.Tensor                # [2] stateless seed of this step
     training: bool = True
-
+    attr_emb: tf.Tensor | None = None   # f_attr [b, M*Q] when attribute heads are on
 
 class Term:
     """One weighted loss term; subclasses set ``name`` and ``options`` and implement
@@ -236,6 +237,10 @@ class Attributes(Term):
     options = {"slice_dim": Option("int", 16), "scale": Option("float", 16.0),
                "margin": Option("float", 0.0)}
 
+    def attribute_dim(self, num_attributes: int) -> int:
+        """M x Q: the leading dimensions of the feature that form f_attr (Sabri et al. 4.1)."""
+        return num_attributes * self.o["slice_dim"]
+
     def make_head(self, num_classes, embedding_dim, num_attributes):
         if num_attributes == 0:
             raise ValueError("config.losses.attributes: the dataset has no binary attributes")
@@ -250,7 +255,7 @@ class Attributes(Term):
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         attr = tf.cast(x.batch["attributes"], tf.int32)
-        return ms.attribute_loss(self.head(x.emb, attr), attr)
+        return ms.attribute_loss(self.head(x.attr_emb, attr), attr)
 
 
 @register
@@ -258,10 +263,12 @@ class BNNeckCE(Term):
     """Cross-entropy on a BN-neck classifier (Luo et al.; the unified view's classification)."""
 
     name, coupled = "bnneck_ce", False
-    options = {"label_smoothing": Option("float", 0.1)}
+    options = {"label_smoothing": Option("float", 0.1),
+               "bn": Option("bool", True, doc="the head's own BN-neck (false: the model "
+                                              "already ends in one)")}
 
     def make_head(self, num_classes, embedding_dim, num_attributes):
-        return heads.BNNeckClassifier(num_classes, name="bnneck_classifier")
+        return heads.BNNeckClassifier(num_classes, bn=self.o["bn"], name="bnneck_classifier")
 
     def build_head(self, embedding_dim):
         if not self.head.built:
@@ -272,45 +279,102 @@ class BNNeckCE(Term):
                                         self.o["label_smoothing"])
 
 
+@keras.saving.register_keras_serializable(package="kreid")
+class LearnableTemperature(layers.Layer):
+    """tau = exp(log_tau), learnt by back-propagation: "For each loss, to automatically
+    choose a suitable temperature parameter tau ... we implement this by using a
+    learnable network parameter tau" (Zhang et al. Sec. 4.2). The paper gives no
+    initial value; kreid starts at 0.1."""
+
+    def __init__(self, initial: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.initial = float(initial)
+
+    def build(self, input_shape=None):
+        self.log_tau = self.add_weight(name="log_tau", shape=(),
+                                       initializer=keras.initializers.Constant(
+                                           float(np.log(self.initial))))
+
+    def call(self, *args, **kwargs):
+        return tf.exp(self.log_tau)
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial}
+
+
+class _TemperatureTerm(Term):
+    """A unified-view loss with a temperature tau, learnt unless ``learn_temperature``
+    is false (then fixed at ``temperature``)."""
+
+    options = {"temperature": Option("float", 0.1, doc="initial (or fixed) tau"),
+               "learn_temperature": Option("bool", True)}
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        if not self.o["learn_temperature"]:
+            return None
+        return LearnableTemperature(self.o["temperature"], name=f"{self.name}_temperature")
+
+    @property
+    def tau(self):
+        return self.head(None) if self.head is not None else self.o["temperature"]
+
+
+SIMILARITY = Option("str", "cosine", ("cosine", "euclidean"))
+
+
 @register
-class NTuplet(Term):
-    """N-tuplet loss (Zhang et al. Eq. 6) over ``num_tuplets`` in-batch tuplets."""
+class NTuplet(_TemperatureTerm):
+    """N-tuplet loss (Zhang et al. Eq. 6) over in-batch tuplets; ``num_tuplets`` 0 (the
+    default) is the paper's "M = T": as many tuplets as the batch has triplets."""
 
     name = "ntuplet"
-    options = {"n": Option("int", 16), "num_tuplets": Option("int", 32),
-               "temperature": Option("float", 0.1),
-               "similarity": Option("str", "cosine", ("cosine", "euclidean"))}
+    options = {**_TemperatureTerm.options, "n": Option("int", 16),
+               "num_tuplets": Option("int", 0), "similarity": SIMILARITY}
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         tuplets = in_batch_tuplets(x.global_labels, self.o["n"], self.o["num_tuplets"], x.seed)
-        return unified.ntuplet(x.global_emb, tuplets, self.o["temperature"],
-                               self.o["similarity"])
+        return unified.ntuplet(x.global_emb, tuplets, self.tau, self.o["similarity"])
 
 
 @register
-class PointToSet(Term):
-    """Point-to-set triplet loss (Zhang et al.)."""
+class PointToSet(_TemperatureTerm):
+    """Point-to-set triplet (Zhang et al.): ``form="unified"`` is the paper's two-class
+    softmax with prototypes as reference nodes (learnable tau, ``metric`` similarity);
+    ``"triplet"`` the distance form with a margin (``margin``, ``set_distance``)."""
 
     name = "point_to_set"
-    options = {"margin": margin(), "set_distance": Option("str", "prototype",
-                                                          ("prototype", "mean"))}
+    options = {**_TemperatureTerm.options,
+               "form": Option("str", "unified", ("unified", "triplet")),
+               "metric": Option("str", "cosine", ("cosine", "euclidean")),
+               "margin": margin(), "set_distance": Option("str", "prototype",
+                                                          ("prototype", "mean")),
+               "leave_one_out": Option("bool", False)}
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        return super().make_head(num_classes, embedding_dim, num_attributes) \
+            if self.o["form"] == "unified" else None
 
     def __call__(self, x: Inputs) -> tf.Tensor:
+        if self.o["form"] == "unified":
+            return unified.point_to_set_unified(x.global_emb, x.global_labels, self.tau,
+                                                self.o["metric"], self.o["leave_one_out"])
         return unified.point_to_set(x.global_emb, x.global_labels, margin=self.o["margin"],
+                                    metric=self.o["metric"],
                                     set_distance=self.o["set_distance"])
 
 
 @register
-class Prototypical(Term):
-    """Prototypical N-tuplet loss over the batch's class prototypes (Zhang et al.)."""
+class Prototypical(_TemperatureTerm):
+    """Prototypical N-tuplet loss (PN-tuplet) over the batch's class prototypes."""
 
     name = "prototypical"
-    options = {"temperature": Option("float", 0.1),
-               "similarity": Option("str", "cosine", ("cosine", "euclidean"))}
+    options = {**_TemperatureTerm.options, "similarity": SIMILARITY,
+               "leave_one_out": Option("bool", False)}
 
     def __call__(self, x: Inputs) -> tf.Tensor:
-        return unified.prototypical_ntuplet(x.global_emb, x.global_labels,
-                                            self.o["temperature"], self.o["similarity"])
+        return unified.prototypical_ntuplet(x.global_emb, x.global_labels, self.tau,
+                                            self.o["similarity"],
+                                            leave_one_out=self.o["leave_one_out"])
 
 
 @keras.saving.register_keras_serializable(package="kreid")
@@ -318,14 +382,17 @@ class MetaPrototypeHead(layers.Layer):
     """Meta prototypical N-tuplet head (Zhang et al., Eq. 7-10): it computes a loss, so it
     lives with the terms, not with the models.
 
-    ``phi`` maps class prototypes: FC(d -> d/s) - BN - FC(d/s -> d), s = 8.
+    ``phi`` (Eq. 7, "W_2(BN(W_1(x)))", s = 8) maps every sample; the class
+    prototypes average the mapped samples (Eq. 10).
     The temperature tau = exp(log_tau) is learnt. ``head(embeddings, labels)``
     returns the meta prototypical N-tuplet loss over the batch's prototypes.
     """
 
-    def __init__(self, reduction: int = 8, initial_temperature: float = 0.1, **kwargs):
+    def __init__(self, reduction: int = 8, initial_temperature: float = 0.1,
+                 leave_one_out: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.reduction, self.initial_temperature = int(reduction), float(initial_temperature)
+        self.leave_one_out = bool(leave_one_out)
 
     def build(self, input_shape):
         d = int(input_shape[-1])
@@ -351,11 +418,13 @@ class MetaPrototypeHead(layers.Layer):
     def call(self, embeddings, labels, training=None):
         return unified.prototypical_ntuplet(embeddings, labels, temperature=self.temperature,
                                             similarity_kind="cosine",
-                                            mapping=lambda p: self.phi(p, training=training))
+                                            mapping=lambda p: self.phi(p, training=training),
+                                            leave_one_out=self.leave_one_out)
 
     def get_config(self):
         return {**super().get_config(), "reduction": self.reduction,
-                "initial_temperature": self.initial_temperature}
+                "initial_temperature": self.initial_temperature,
+                "leave_one_out": self.leave_one_out}
 
 
 @register
@@ -363,11 +432,13 @@ class MPN(Term):
     """Meta prototypical N-tuplet loss (Zhang et al. Eq. 7-10; learnable tau, phi)."""
 
     name = "mpn"
-    options = {"reduction": Option("int", 8), "temperature": Option("float", 0.1)}
+    options = {"reduction": Option("int", 8), "temperature": Option("float", 0.1),
+               "leave_one_out": Option("bool", False)}
 
     def make_head(self, num_classes, embedding_dim, num_attributes):
         return MetaPrototypeHead(reduction=self.o["reduction"],
-                                 initial_temperature=self.o["temperature"], name="mpn_head")
+                                 initial_temperature=self.o["temperature"],
+                                 leave_one_out=self.o["leave_one_out"], name="mpn_head")
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         return self.head(x.global_emb, x.global_labels, training=x.training)
@@ -423,13 +494,19 @@ def in_batch_triplets(labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def in_batch_tuplets(labels: tf.Tensor, n: int, num: int, seed: tf.Tensor) -> tf.Tensor:
-    """``num`` tuplets (anchor, positive, n-1 negatives of distinct identities) from the batch."""
+    """``num`` tuplets (anchor, positive, n-1 negatives of distinct identities) from the
+    batch; ``num`` 0: as many as the batch has triplets (Zhang et al. "M = T",
+    sum over anchors of #positives x #negatives: 11,520 for P=16, K=4)."""
     labels = tf.reshape(labels, [-1])
     b = tf.shape(labels)[0]
     classes, cls_of = tf.unique(labels)
     c = tf.shape(classes)[0]
     same = tf.equal(labels[:, None], labels[None, :]) & ~tf.eye(b, dtype=tf.bool)
     has_pos = tf.reduce_any(same, 1)
+    if not num:
+        pos_count = tf.reduce_sum(tf.cast(same, tf.int32), 1)
+        neg_count = b - 1 - pos_count
+        num = tf.reduce_sum(pos_count * neg_count)
     noise = tf.random.stateless_uniform([4, num, b], seed)
     anchors = tf.argmax(tf.where(has_pos[None], noise[0], -1.0), 1, output_type=tf.int32)
     pos = tf.argmax(tf.where(tf.gather(same, anchors), noise[1], -1.0), 1, output_type=tf.int32)

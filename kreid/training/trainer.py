@@ -70,8 +70,10 @@ def holdout(records: list[Record], num_ids: int, seed: int):
 
 
 def _stages(config, steps_per_epoch: int = 1) -> list[dict]:
+    """The run's stages with their lengths in steps (``stage_unit`` epoch: given in epochs)."""
     if config.get("stages"):
-        return [dict(s) for s in config.stages]
+        scale = steps_per_epoch if config.get("stage_unit", "step") == "epoch" else 1
+        return [{**dict(s), "steps": int(s["steps"]) * scale} for s in config.stages]
     steps = int(config.total_steps)
     if not steps and config.get("epochs"):
         steps = int(config.epochs) * steps_per_epoch
@@ -137,8 +139,11 @@ class Trainer:
         self.stages = _stages(c, self.steps_per_epoch)
         self.bounds = [int(b) for b in np.cumsum([0] + [int(s["steps"]) for s in self.stages])]
         self.total_steps = self.bounds[-1]
-        # model and the heads of every stage (stages share a head by term name)
+        # model and the heads of every stage (stages share a head by term name); with
+        # attribute heads the embedding used at test time is f_id (Sabri et al. Eq. 7)
         self.model, self.objectives, self.heads = self._build(stage_losses)
+        self.attr_dim = max(o.attr_dim for o in self.objectives)
+        self.embedding_model = self._embedding_model()
         self.writer = MetricsWriter(workdir, self.is_chief, progress, self.total_steps,
                                     int(c.get("histogram_every", 1000)))
         self.step, self.stage = 0, 0
@@ -186,6 +191,18 @@ class Trainer:
             model(tf.zeros((1, *self.image_size, 3)), training=False)
         return model, objectives, heads
 
+    def _embedding_model(self):
+        """The model without f_attr (the first ``attr_dim`` dims) when attributes are on."""
+        if not self.attr_dim:
+            return self.model
+        import keras
+
+        from kreid.models.resnet import ChannelSlice
+
+        dim = int(self.model.output.shape[-1])
+        f_id = ChannelSlice(self.attr_dim, dim, name="f_id")(self.model.output)
+        return keras.Model(self.model.input, f_id, name=f"{self.model.name}_f_id")
+
     def _head_variables(self) -> list:
         return [v for name in sorted(self.heads) for v in self.heads[name].weights]
 
@@ -223,8 +240,9 @@ class Trainer:
             self.stage = int(np.searchsorted(self.bounds, self.step, side="right") - 1)
             summary = self._run_stage(self.stage)
         if self.is_chief:
+            self.model.trainable = True
             models.freeze_backbone(self.model, False)
-            save_trained_model(self.model, self.heads, self.workdir, self.config,
+            save_trained_model(self.embedding_model, self.heads, self.workdir, self.config,
                                self.image_size, self.preprocessing, self.step)
         return summary
 
@@ -264,7 +282,12 @@ class Trainer:
     def _optimizer(self, stage: dict, index: int, schedule):
         """The stage's optimizer over its trainable variables (backbone frozen if asked),
         holding the resumed checkpoint's state when there is one."""
+        # freeze_model: "we fix the network" (Zhang et al. stage 2): every model weight,
+        # batch-norm statistics included; freeze_backbone: only the backbone
+        self.model.trainable = True
         models.freeze_backbone(self.model, bool(stage.get("freeze_backbone", False)))
+        if stage.get("freeze_model", False):
+            self.model.trainable = False
         names = sorted(self.objectives[index].heads)
         variables = self.model.trainable_variables + [
             v for n in names for v in self.heads[n].trainable_variables]
@@ -303,7 +326,8 @@ class Trainer:
             # one flag per variable, checked every step (NaN/inf stops the run, see _check_finite)
             grads_finite = tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             optimizer.apply_gradients(zip(grads, variables))
-            g_emb, g_labels = gather(emb), gather(tf.cast(batch["labels"], tf.int32))
+            g_emb = gather(emb[:, objective.attr_dim:])            # f_id
+            g_labels = gather(tf.cast(batch["labels"], tf.int32))
             from kreid.losses.triplet_family import triplet_stats
             stats = triplet_stats(g_emb, g_labels)
             out = {f"loss/{k}": v for k, v in values.items()}
@@ -359,7 +383,7 @@ class Trainer:
     def embedder(self):
         from kreid.evaluation.embed import KerasEmbedder
 
-        return KerasEmbedder(self.model, self.preprocessing)
+        return KerasEmbedder(self.embedding_model, self.preprocessing)
 
     def _embed_indices(self, indices: np.ndarray) -> np.ndarray:
         from kreid.evaluation.embed import embed_records

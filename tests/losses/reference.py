@@ -147,14 +147,20 @@ def _protos(x, y, a):
     return classes, out
 
 
-def prototypical(x, y, temperature, mapping=None):
+def prototypical(x, y, temperature, mapping=None, leave_one_out=False):
+    """PN-tuplet / MPN-tuplet (Zhang et al. Eq. 10): each class's prototype averages its
+    samples - mapped by phi first when ``mapping`` is given - over all K of them, the
+    anchor included (``leave_one_out``: the anchor left out of its own prototype)."""
+    refs = np.array([mapping(v) for v in x]) if mapping is not None else x
+    classes = sorted(set(y.tolist()))
     losses = []
     for a in range(len(x)):
-        classes, protos = _protos(x, y, a)
+        protos = []
+        for c in classes:
+            members = [i for i in range(len(x)) if y[i] == c and not (leave_one_out and i == a)]
+            protos.append(np.mean(refs[members], axis=0) if members else None)
         if protos[classes.index(y[a])] is None or len(classes) < 2:
             continue
-        if mapping is not None:
-            protos = [mapping(p) for p in protos]
         sims = np.array([x[a] @ p / np.linalg.norm(x[a]) / np.linalg.norm(p) for p in protos])
         losses.append(-log_softmax_at(sims / temperature, classes.index(y[a])))
     return float(np.mean(losses)) if losses else 0.0

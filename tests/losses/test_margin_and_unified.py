@@ -65,10 +65,22 @@ def test_attribute_heads_slices_and_loss():
             if labels[b, i] >= 0:
                 losses.append(ref.am_softmax(x[b:b + 1, 16 * i:16 * (i + 1)].astype(np.float64),
                                              w.astype(np.float64), labels[b:b + 1, i], 8.0, 0.2))
-    np.testing.assert_allclose(float(ms.attribute_loss(logits, labels)), np.mean(losses),
+    # Eq. (3): -(1/N) sum_i sum_k log p  -> summed over attributes, averaged over N = 6
+    np.testing.assert_allclose(float(ms.attribute_loss(logits, labels)), np.sum(losses) / 6,
                                rtol=1e-4)
     with pytest.raises(ValueError, match="need a feature of >= 64"):
         heads.AttributeHeads(4, slice_dim=16)(x[:, :32])
+
+
+def test_attribute_loss_eq3_by_hand():
+    # all-zero logits: every 2-way cross-entropy is ln 2, so L = M ln 2 for any N
+    for n, m in ((4, 3), (1, 26)):
+        got = float(ms.attribute_loss(tf.zeros((n, m, 2)), np.zeros((n, m), int)))
+        np.testing.assert_allclose(got, m * np.log(2), rtol=1e-6)
+    labels = np.zeros((4, 3), int)
+    labels[0] = -1                                 # sample 0 has no labels: still in N
+    got = float(ms.attribute_loss(tf.zeros((4, 3, 2)), labels))
+    np.testing.assert_allclose(got, 3 * 3 * np.log(2) / 4, rtol=1e-6)
 
 
 def test_joint_losses_compose():
@@ -86,7 +98,7 @@ def test_joint_losses_compose():
     attr_labels = np.zeros((12, 2), int)
     got = float(ms.am_bh(logits, x, y, 0.33, attr_logits=attr_logits, attr_labels=attr_labels,
                          lam=0.25))
-    np.testing.assert_allclose(got, ce + 0.33 * bh + 0.25 * np.log(2), rtol=1e-5)
+    np.testing.assert_allclose(got, ce + 0.33 * bh + 0.25 * 2 * np.log(2), rtol=1e-5)   # M = 2
 
 
 @pytest.mark.parametrize("kind", ["cosine", "euclidean"])
@@ -105,6 +117,9 @@ def test_prototypical_and_meta_match_reference():
     y = np.array([3, 3, 3, 1, 1, 7, 7, 7, 7, 9, 9, 2])     # identity 2 has one image
     got = float(unified.prototypical_ntuplet(x, y, temperature=0.2))
     np.testing.assert_allclose(got, ref.prototypical(x.astype(np.float64), y, 0.2), rtol=1e-4)
+    loo = float(unified.prototypical_ntuplet(x, y, temperature=0.2, leave_one_out=True))
+    np.testing.assert_allclose(loo, ref.prototypical(x.astype(np.float64), y, 0.2,
+                                                     leave_one_out=True), rtol=1e-4)
     head = MetaPrototypeHead(reduction=8, initial_temperature=0.2)
     loss = head(x, y, training=False)
 
@@ -135,14 +150,24 @@ def test_point_to_set_matches_reference(set_distance, margin):
 
 
 def test_unified_degenerate_batches_are_finite():
-    x = np.zeros((6, 16), np.float32)
+    x = np.zeros((6, 16), np.float32)                  # duplicate (all-zero) embeddings
     for y in (np.zeros(6, int), np.arange(6)):
-        for fn in (lambda e: unified.prototypical_ntuplet(e, y),
+        for fn in (lambda e: unified.prototypical_ntuplet(e, y, leave_one_out=True),
                    lambda e: unified.point_to_set(e, y)):
             v = tf.Variable(x)
             with tf.GradientTape() as tape:
                 loss = fn(v)
             assert float(loss) == 0.0 and np.isfinite(tape.gradient(loss, v).numpy()).all()
+    # prototypes over all K (the paper): a single identity has no negative -> 0; K = 1
+    # anchors keep their own prototype (themselves): all-equal similarities -> ln(#classes)
+    for y, want in ((np.zeros(6, int), 0.0), (np.arange(6), np.log(6))):
+        for fn in (lambda e: unified.prototypical_ntuplet(e, y),
+                   lambda e: unified.point_to_set_unified(e, y)):
+            v = tf.Variable(x)
+            with tf.GradientTape() as tape:
+                loss = fn(v)
+            assert np.isfinite(tape.gradient(loss, v).numpy()).all()
+        np.testing.assert_allclose(float(unified.prototypical_ntuplet(x, y)), want, rtol=1e-6)
 
 
 def test_bnneck_classifier():
@@ -153,3 +178,90 @@ def test_bnneck_classifier():
     assert not head.bn.center                               # BN-neck: no shift
     loss = ms.softmax_cross_entropy(logits, y, label_smoothing=0.1)
     assert np.isfinite(float(loss))
+
+
+# ------------------------------------------------ Zhang et al., from the equations by hand
+def _np_cos(a, b):
+    return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+
+
+def test_mpn_maps_every_sample_then_averages_eq10():
+    """phi_c = 1/K sum_j phi(x_cj) (Eq. 10), not phi(mean): with phi = |.| and tau = 1,
+    A = {(0,1), (0,1)}, B = {(1,1), (-1,1)}: each A anchor's loss is
+    -log(e^{S+}/(e^{S+} + e^{S-})) with S+ = cos(a, (0,1)) = 1, S- = cos(a, (1,1))."""
+    x = tf.constant([[0.0, 1], [0, 1], [1, 1], [-1, 1]])
+    y = tf.constant([0, 0, 1, 1])
+    got = unified.prototypical_ntuplet(x, y, 1.0, mapping=tf.abs)
+    s_pos, s_neg = 1.0, _np_cos(np.array([0.0, 1]), np.array([1.0, 1]))
+    a_loss = -np.log(np.exp(s_pos) / (np.exp(s_pos) + np.exp(s_neg)))          # 0.5574
+    # B anchors: own prototype mean(|b|) = (1, 1), other (0, 1)
+    b_losses = []
+    for b in ([1.0, 1], [-1.0, 1]):
+        sp, sn = _np_cos(np.array(b), np.array([1.0, 1])), _np_cos(np.array(b), np.array([0.0, 1]))
+        b_losses.append(-np.log(np.exp(sp) / (np.exp(sp) + np.exp(sn))))
+    np.testing.assert_allclose(a_loss, 0.5574, atol=1e-4)
+    np.testing.assert_allclose(float(got), np.mean([a_loss, a_loss] + b_losses), rtol=1e-5)
+
+
+def test_pn_tuplet_prototypes_include_the_anchor():
+    """PN-tuplet, tau = 1: A = {(1,0),(0,1)}, B = {(-1,0),(0,-1)}; prototypes are the
+    class means over all K samples (the paper), the anchor included."""
+    x = tf.constant([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+    y = tf.constant([0, 0, 1, 1])
+    pa, pb = np.array([0.5, 0.5]), np.array([-0.5, -0.5])
+    losses = []
+    for xi, own, other in ((x[0], pa, pb), (x[1], pa, pb), (x[2], pb, pa), (x[3], pb, pa)):
+        sp, sn = _np_cos(xi.numpy(), own), _np_cos(xi.numpy(), other)
+        losses.append(-np.log(np.exp(sp) / (np.exp(sp) + np.exp(sn))))
+    np.testing.assert_allclose(np.mean(losses), 0.2176, atol=1e-4)
+    np.testing.assert_allclose(float(unified.prototypical_ntuplet(x, y, 1.0)), np.mean(losses),
+                               rtol=1e-5)
+    loo = float(unified.prototypical_ntuplet(x, y, 1.0, leave_one_out=True))
+    assert abs(loo - 0.2176) > 0.1                                # the old reading differs
+
+
+def test_ntuplet_eq6_by_hand_and_learnable_tau():
+    """x_a = (1,0), x+ = (1,0), negatives (0,1), (-1,0): L = ln(1 + e^-1 + e^-2) at tau = 1."""
+    x = tf.constant([[1.0, 0], [1, 0], [0, 1], [-1, 0]])
+    t = [[0, 1, 2, 3]]
+    np.testing.assert_allclose(float(unified.ntuplet(x, t, 1.0)),
+                               np.log(1 + np.exp(-1) + np.exp(-2)), rtol=1e-6)
+    np.testing.assert_allclose(float(unified.ntuplet(x, t, 0.5)),
+                               np.log(1 + np.exp(-2) + np.exp(-4)), rtol=1e-6)
+    from kreid.training.objective import Objective
+
+    obj = Objective({"ntuplet": {"n": 3, "num_tuplets": 4}}, 3, 2)
+    obj.build()
+    (tau,) = obj.trainable_variables                       # the learnable log tau
+    with tf.GradientTape() as tape:
+        loss, _ = obj(x, {"labels": tf.constant([0, 0, 1, 2])}, lambda v: v, 1,
+                      tf.constant([0, 0], tf.int64))
+    assert float(tape.gradient(loss, tau)) != 0.0
+
+
+def test_point_to_set_unified_form_honours_the_metric():
+    """A = {(1,0),(2,0)}, B = {(0,1),(0,5)}, cosine, tau = 1: every anchor has S+ = 1,
+    S- = 0, so L = ln(1 + e^-1); invariant to rescaling rows."""
+    x = tf.constant([[1.0, 0], [2, 0], [0, 1], [0, 5]])
+    y = tf.constant([0, 0, 1, 1])
+    got = float(unified.point_to_set_unified(x, y, 1.0, "cosine"))
+    np.testing.assert_allclose(got, np.log(1 + np.exp(-1)), rtol=1e-6)
+    np.testing.assert_allclose(float(unified.point_to_set_unified(x * [[3.0], [1], [7], [1]],
+                                                                  y, 1.0, "cosine")), got,
+                               rtol=1e-6)
+    euclid = float(unified.point_to_set_unified(x, y, 1.0, "euclidean"))
+    assert abs(euclid - got) > 1e-3
+    from kreid.training.terms import parse_losses
+    (p2s,) = parse_losses({"point_to_set": {"form": "triplet", "metric": "euclidean"}})
+    assert p2s.o["metric"] == "euclidean"
+
+
+def test_ntuplet_default_is_m_equals_t():
+    from kreid.training.terms import in_batch_tuplets
+
+    y = tf.constant(np.repeat(np.arange(16), 4))            # P = 16, K = 4
+    t = in_batch_tuplets(y, 16, 0, tf.constant([1, 2], tf.int64)).numpy()
+    assert t.shape == (64 * 3 * 60, 17)                      # T = 11,520 (Sec. 4.2)
+    yy = y.numpy()
+    assert (yy[t[:, 0]] == yy[t[:, 1]]).all() and (t[:, 0] != t[:, 1]).all()
+    assert all(len(set(yy[r[1:]])) == 16 for r in t[:50])

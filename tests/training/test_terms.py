@@ -56,3 +56,42 @@ def test_a_new_loss_is_one_registered_class():
         np.testing.assert_allclose(float(total), 125.0)
     finally:
         del terms.TERMS["test_mean_norm"]
+
+
+def _split_objective():
+    return Objective({"am_softmax": {"weight": 1.0}, "batch_hard": {"weight": 0.33},
+                      "attributes": {"weight": 0.25, "slice_dim": 4}}, num_classes=3,
+                     embedding_dim=20, num_attributes=2)
+
+
+def test_f_attr_feeds_only_the_attribute_heads_and_f_id_the_rest():
+    """Sabri et al. Sec. 4.1: f_attr (M x Q dims) -> attribute heads; f_id -> identity
+    classifier and batch hard. A perturbation of one part must not move the other's terms."""
+    obj = _split_objective()
+    obj.build()
+    assert obj.attr_dim == 8 and obj.embedding_dim == 12
+    assert tuple(obj.heads["am_softmax"].kernel.shape) == (12, 3)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(6, 20)).astype(np.float32)
+    batch = {"labels": tf.constant([0, 0, 1, 1, 2, 2]),
+             "attributes": tf.constant(rng.integers(0, 2, (6, 2)))}
+
+    def values(e):
+        _, v = obj(tf.constant(e), batch, lambda t: t, 1, tf.constant([0, 0], tf.int64))
+        return {k: float(x) for k, x in v.items()}
+
+    base = values(emb)
+    attr_moved = emb.copy()
+    attr_moved[:, :8] += rng.normal(size=(6, 8)).astype(np.float32)
+    id_moved = emb.copy()
+    id_moved[:, 8:] += rng.normal(size=(6, 12)).astype(np.float32)
+    a, i = values(attr_moved), values(id_moved)
+    assert a["am_softmax"] == base["am_softmax"] and a["batch_hard"] == base["batch_hard"]
+    assert a["attributes"] != base["attributes"]
+    assert i["attributes"] == base["attributes"]
+    assert i["am_softmax"] != base["am_softmax"] and i["batch_hard"] != base["batch_hard"]
+
+
+def test_attributes_too_wide_for_the_embedding_is_named():
+    with pytest.raises(ValueError, match="leave no identity feature"):
+        Objective({"attributes": {"slice_dim": 16}}, 3, 32, num_attributes=2)

@@ -87,14 +87,14 @@ def test_trainer_runs_loss_mixtures(tmp_path, synthetic_root, losses):
     assert os.path.isfile(tmp_path / "final.keras")
 
 
-def test_three_stage_mpn_freezes_backbone_in_stage_two(tmp_path, synthetic_root):
+def test_three_stage_mpn_fixes_the_network_in_stage_two(tmp_path, synthetic_root):
     stages = [{"steps": 2, "losses": {"bnneck_ce": {"weight": 1.0},
                                       "batch_hard": {"weight": 1.0}}},
               {"steps": 2, "losses": {"mpn": {"weight": 1.0}, "bnneck_ce": {"weight": 1.0}},
-               "freeze_backbone": True, "schedule": {"base_lr": 1e-4}},
+               "freeze_model": True, "schedule": {"base_lr": 1e-4}},
               {"steps": 2, "losses": {"mpn": {"weight": 1.0}, "batch_hard": {"weight": 1.0},
                                       "bnneck_ce": {"weight": 1.0}}}]
-    c = _config(synthetic_root, stages=stages, checkpoint_every=1)
+    c = _config(synthetic_root, stages=stages, checkpoint_every=1, keep_checkpoints=10)
     c.schedule.kind = "constant"
     trainer = Trainer(c, str(tmp_path), progress=False)
     backbone = trainer.model.get_layer("backbone")
@@ -102,13 +102,20 @@ def test_three_stage_mpn_freezes_backbone_in_stage_two(tmp_path, synthetic_root)
     trainer.run()
     assert trainer.step == 6
     from kreid.training import checkpoint
-    steps = [s for s, _ in checkpoint.list_checkpoints(str(tmp_path / "checkpoints"))]
-    assert steps == [4, 5, 6]                                # keep_checkpoints = 3
-    meta, groups = checkpoint.load(checkpoint.list_checkpoints(
-        str(tmp_path / "checkpoints"))[0][1])
-    assert meta["stage"] == 1                                # step 4 ended stage 2
+    found = dict(checkpoint.list_checkpoints(str(tmp_path / "checkpoints")))
+    assert sorted(found) == [1, 2, 3, 4, 5, 6]
+    (m2, g2), (m4, g4) = checkpoint.load(found[2]), checkpoint.load(found[4])
+    assert (m2["stage"], m4["stage"]) == (0, 1)              # steps 3-4 are stage 2
+    # stage 2, "we fix the network": every model weight, BN statistics included, unchanged
+    assert g2["model"].keys() == g4["model"].keys()
+    assert all(np.array_equal(g2["model"][k], g4["model"][k]) for k in g2["model"])
+    # ... while the meta learner, its temperature and the classifier FC train
+    moved = [k for k in g4["heads"] if k in g2["heads"]
+             and not np.array_equal(g2["heads"][k], g4["heads"][k])]
+    assert any("mpn_head/phi" in k for k in moved) and any("log_tau" in k for k in moved)
+    assert any("classifier" in k for k in moved)
     after = [w.numpy() for w in backbone.trainable_weights]
-    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))   # stages 1 and 3 train
 
 
 def _train_cmd(workdir, root, steps=8, every=2):
@@ -206,3 +213,21 @@ def test_unknown_model_name_lists_the_registered_ones(synthetic_root, tmp_path):
     c.model.name = "resnet_edgee"
     with pytest.raises(KeyError, match="unknown model 'resnet_edgee'; registered: .*resnet_edge"):
         Trainer(c, str(tmp_path), progress=False)
+
+
+def test_attribute_run_exports_f_id_only(tmp_path, synthetic_root):
+    """The embedding a model with attribute heads is tested with is f_id (Sabri et al.)."""
+    c = _config(synthetic_root, losses=ml_collections.ConfigDict(
+        {"am_softmax": {"weight": 1.0}, "batch_hard": {"weight": 0.33},
+         "attributes": {"weight": 0.25, "slice_dim": 2}}))
+    c.model.embedding_dim, c.total_steps = 48, 2
+    trainer = Trainer(c, str(tmp_path), progress=False)
+    trainer.run()
+    attr_dim = trainer.attr_dim
+    assert attr_dim == 2 * trainer.num_attributes > 0
+    saved = keras.models.load_model(str(tmp_path / "embedding.keras"))
+    x = np.random.default_rng(0).random((2, 64, 32, 3)).astype(np.float32)
+    full = trainer.model(x, training=False).numpy()
+    np.testing.assert_allclose(saved(x).numpy(), full[:, attr_dim:], rtol=1e-5, atol=1e-6)
+    side = json.load(open(tmp_path / "embedding.keras.json"))
+    assert side["embedding_dim"] == 48 - attr_dim
