@@ -1,17 +1,29 @@
-"""LuNet (Hermans et al. 2017, supplement Table 6): a ResNet-v2 style net trained from scratch.
+"""LuNet (Hermans et al. 2017, supplement D, Table 6): a ResNet-v2 style net trained from scratch.
 
-Pre-activation bottleneck residual blocks (BN -> leaky ReLU 0.3 -> 1x1 ->
-BN -> leaky ReLU -> 3x3 -> BN -> leaky ReLU -> 1x1, projection shortcut when
-the width changes), 3x3/2 max-pooling instead of strided convolutions (five
-times: 128x64 -> 4x2), a final channel-reducing res-block to 128 channels
-(4 x 2 x 128 = 1024 values), then Linear 1024 -> 512, BN, ReLU, Linear
-512 -> 128. He initialisation for convolutions, Glorot for the final linear
-layers. 5.00 M trainable parameters at 128x64 input.
+Built row by row from Table 6 (``TABLE6`` below):
 
-Block list: Table 6 could not be consulted verbatim while writing this; the
-list below follows its structure (widths 128/256/512 with bottlenecks of a
-quarter, five max-pools, the final reducing block) and reproduces its
-parameter count (checked by ``tests/models/test_models.py``).
+* Conv 128 x 7 x 7 x 3 (stride 1: five 2x poolings take 128x64 to 4x2, and
+  4 x 2 x 128 = 1024 is the input of "Linear 1024 x 512").
+* Bottleneck Res-blocks ``n1, n2, n3``: "a 1x1 convolution from the number of
+  input channels n1 to the number of intermediate channels n2, followed by a
+  3x3 convolution keeping the number of channel constant, and finally another
+  1x1 convolution going from n2 channels to n3 channels", pre-activation
+  (BN -> leaky ReLU before each convolution, ResNet-v2), with a 1x1 projection
+  shortcut where n1 != n3.
+* MaxPool "pool 3x3, stride (2x2), padding (1x1)" after blocks 1, 4, 6, 9 and 11.
+  The 1-pixel padding is symmetric as in the table; it is done by repeating
+  the border row/column, which for a maximum is the same as padding with
+  -inf and keeps the exported int8/ONNX graph free of infinities.
+* The last Res-block, "512 x (3x3x512), 128 x (3x3x512)": two 3x3
+  convolutions 512 -> 512 -> 128 (pre-activated), with a 1x1 projection
+  shortcut 512 -> 128.
+* Linear 1024 x 512, Batch-Norm, ReLU, Linear 512 x 128: "All ReLUs,
+  including those in Res-blocks, are leaky by a factor of 0.3", so the head's
+  too.
+* "All convolutional weights are initialized following He et al., whereas we
+  initialized the final Linear layers following Glorot et al."
+
+5.00 M trainable parameters at 128x64 (5,001,408; convolutions with biases).
 """
 
 from __future__ import annotations
@@ -22,13 +34,23 @@ from keras import layers
 from kreid.models import register
 
 SLOPE = 0.3
-# (output channels, bottleneck channels) per res-block; "pool" = 3x3/2 max-pool.
-BLOCKS = ((128, 32), (128, 32), "pool",
-          (128, 32), (256, 64), "pool",
-          (256, 64), (256, 64), "pool",
-          (256, 64), (256, 64), (512, 128), "pool",
-          (512, 128), (512, 128), (512, 128), "pool")
-FINAL_BLOCK = (128, 512)
+# Table 6, row by row: ("conv", out, kernel) | ("res", n1, n2, n3) | ("pool",) |
+# ("res_final", (512, 3, 512), (128, 3, 512)) | ("linear", out) | ("bn",) | ("lrelu",)
+TABLE6 = (
+    ("conv", 128, 7),
+    ("res", 128, 32, 128),
+    ("pool",),
+    ("res", 128, 32, 128), ("res", 128, 32, 128), ("res", 128, 64, 256),
+    ("pool",),
+    ("res", 256, 64, 256), ("res", 256, 64, 256),
+    ("pool",),
+    ("res", 256, 64, 256), ("res", 256, 64, 256), ("res", 256, 128, 512),
+    ("pool",),
+    ("res", 512, 128, 512), ("res", 512, 128, 512),
+    ("pool",),
+    ("res_final", (512, 3, 512), (128, 3, 512)),
+    ("linear", 512), ("bn",), ("lrelu",), ("linear", 128),
+)
 
 
 def _conv(filters, kernel, name):
@@ -36,41 +58,79 @@ def _conv(filters, kernel, name):
                          name=name)
 
 
-def res_block(x, out_channels: int, bottleneck: int, name: str):
-    """Pre-activation bottleneck block (He et al. 2016, identity mappings)."""
-    pre = layers.LeakyReLU(SLOPE, name=f"{name}_act0")(
-        layers.BatchNormalization(name=f"{name}_bn0")(x))
-    shortcut = x if x.shape[-1] == out_channels else _conv(out_channels, 1, f"{name}_proj")(pre)
-    y = _conv(bottleneck, 1, f"{name}_conv1")(pre)
-    y = layers.LeakyReLU(SLOPE, name=f"{name}_act1")(layers.BatchNormalization(name=f"{name}_bn1")(y))
-    y = _conv(bottleneck, 3, f"{name}_conv2")(y)
-    y = layers.LeakyReLU(SLOPE, name=f"{name}_act2")(layers.BatchNormalization(name=f"{name}_bn2")(y))
-    y = _conv(out_channels, 1, f"{name}_conv3")(y)
+def _pre(x, name):
+    """BN -> leaky ReLU 0.3 (the pre-activation of ResNet-v2)."""
+    return layers.LeakyReLU(SLOPE, name=f"{name}_act")(
+        layers.BatchNormalization(name=f"{name}_bn")(x))
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class EdgePad2D(layers.Layer):
+    """Pad H and W by one pixel on every side by repeating the border (for max-pooling:
+    the same as -inf padding, with only slice/concat ops)."""
+
+    def call(self, x):
+        x = keras.ops.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+        return keras.ops.concatenate([x[:, :, :1], x, x[:, :, -1:]], axis=2)
+
+    def compute_output_shape(self, s):
+        grow = lambda v: None if v is None else v + 2  # noqa: E731
+        return (s[0], grow(s[1]), grow(s[2]), s[3])
+
+
+def max_pool(x, name):
+    """Table 6's MaxPool: pool 3x3, stride 2, padding 1 on every side."""
+    return layers.MaxPooling2D(3, 2, padding="valid", name=name)(EdgePad2D(name=f"{name}_pad")(x))
+
+
+def res_block(x, n1: int, n2: int, n3: int, name: str):
+    """Pre-activation bottleneck block n1 -> 1x1 n2 -> 3x3 n2 -> 1x1 n3."""
+    if x.shape[-1] != n1:
+        raise ValueError(f"{name}: Table 6 expects {n1} input channels, got {x.shape[-1]}")
+    pre = _pre(x, f"{name}_pre")
+    shortcut = x if n1 == n3 else _conv(n3, 1, f"{name}_proj")(pre)
+    y = _conv(n2, 1, f"{name}_conv1")(pre)
+    y = _conv(n2, 3, f"{name}_conv2")(_pre(y, f"{name}_mid1"))
+    y = _conv(n3, 1, f"{name}_conv3")(_pre(y, f"{name}_mid2"))
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def final_block(x, first, second, name: str = "reduce"):
+    """The last Res-block: two 3x3 convolutions (512 x 3x3x512, 128 x 3x3x512), pre-activated,
+    with a 1x1 projection shortcut to 128 channels."""
+    pre = _pre(x, f"{name}_pre")
+    shortcut = _conv(second[0], 1, f"{name}_proj")(pre)
+    y = _conv(first[0], first[1], f"{name}_conv1")(pre)
+    y = _conv(second[0], second[1], f"{name}_conv2")(_pre(y, f"{name}_mid"))
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
 def backbone(input_shape) -> keras.Model:
+    """Table 6 up to the last Res-block, flattened (1024 values at 128x64)."""
     inputs = keras.Input(input_shape, name="images")
-    x = _conv(128, 3, "stem_conv")(inputs)
-    b = p = 0
-    for spec in BLOCKS:
-        if spec == "pool":
-            p += 1
-            x = layers.MaxPooling2D(3, 2, padding="same", name=f"pool{p}")(x)
-        else:
-            b += 1
-            x = res_block(x, *spec, name=f"block{b}")
-    x = res_block(x, *FINAL_BLOCK, name="reduce")
-    x = layers.LeakyReLU(SLOPE, name="final_act")(layers.BatchNormalization(name="final_bn")(x))
+    x, blocks, pools = inputs, 0, 0
+    for row in TABLE6:
+        kind = row[0]
+        if kind == "conv":
+            x = _conv(row[1], row[2], "stem_conv")(x)
+        elif kind == "res":
+            blocks += 1
+            x = res_block(x, *row[1:], name=f"block{blocks}")
+        elif kind == "pool":
+            pools += 1
+            x = max_pool(x, f"pool{pools}")
+        elif kind == "res_final":
+            x = final_block(x, row[1], row[2])
     return keras.Model(inputs, layers.Flatten(name="flatten")(x), name="backbone")
 
 
 @register("lunet", preprocessing="scale")
 def lunet(input_shape=(128, 64, 3), embedding_dim: int = 128) -> keras.Model:
-    """LuNet; at 128x64 the flattened feature is 1024-d as in Table 6."""
+    """LuNet; at 128x64 the flattened feature is 1024-d as in Table 6. ``embedding_dim``
+    replaces the last Linear's 128 outputs."""
     inputs = keras.Input(input_shape, name="images")
     x = backbone(input_shape)(inputs)
     x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(x)
-    x = layers.ReLU(name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
+    x = layers.LeakyReLU(SLOPE, name="fc1_act")(layers.BatchNormalization(name="fc1_bn")(x))
     x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
     return keras.Model(inputs, x, name="lunet")

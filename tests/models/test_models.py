@@ -14,6 +14,69 @@ def _trainable(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
+# Table 6 of Hermans et al. (supplement D), transcribed: convolutions as (kernel, in, out),
+# "proj" = the 1x1 projection shortcut a bottleneck needs where n1 != n3, "pool" = 3x3/2.
+def _bottleneck(n1, n2, n3):
+    return ([("proj", 1, n1, n3)] if n1 != n3 else []) + [
+        ("conv", 1, n1, n2), ("conv", 3, n2, n2), ("conv", 1, n2, n3)]
+
+
+TABLE6_LAYERS = (
+    [("conv", 7, 3, 128)] + _bottleneck(128, 32, 128) + ["pool"]
+    + _bottleneck(128, 32, 128) + _bottleneck(128, 32, 128) + _bottleneck(128, 64, 256)
+    + ["pool"] + _bottleneck(256, 64, 256) + _bottleneck(256, 64, 256) + ["pool"]
+    + _bottleneck(256, 64, 256) + _bottleneck(256, 64, 256) + _bottleneck(256, 128, 512)
+    + ["pool"] + _bottleneck(512, 128, 512) + _bottleneck(512, 128, 512) + ["pool"]
+    + [("proj", 1, 512, 128), ("conv", 3, 512, 512), ("conv", 3, 512, 128)])
+
+
+def test_lunet_is_table6_layer_by_layer():
+    model = models.build("lunet", (128, 64, 3))
+    backbone = model.get_layer("backbone")
+    groups = []             # per block (name prefix), in graph order; a block's projection first
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kind = "proj" if layer.name.endswith("_proj") else "conv"
+            entry = (kind, layer.kernel_size[0], int(layer.kernel.shape[2]), layer.filters)
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            assert layer.pool_size == (3, 3) and layer.strides == (2, 2)
+            entry = "pool"
+        else:
+            continue
+        prefix = layer.name.split("_")[0]
+        if not groups or groups[-1][0] != prefix:
+            groups.append((prefix, []))
+        groups[-1][1].append(entry)
+    got = [e for _, g in groups for e in sorted(g, key=lambda e: e == "pool" or e[0] != "proj")]
+    assert got == TABLE6_LAYERS
+    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    assert [(int(d.kernel.shape[0]), d.units) for d in dense] == [(1024, 512), (512, 128)]
+    acts = [l for l in list(backbone.layers) + list(model.layers)
+            if isinstance(l, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.Activation))]
+    assert acts and all(isinstance(a, keras.layers.LeakyReLU) and
+                        abs(a.negative_slope - 0.3) < 1e-9 for a in acts)   # all leaky 0.3
+    assert all(l.kernel_initializer.__class__.__name__ == "HeNormal" for l in backbone.layers
+               if isinstance(l, keras.layers.Conv2D))
+    assert all(d.kernel_initializer.__class__.__name__ == "GlorotUniform" for d in dense)
+    assert f"{_trainable(model) / 1e6:.2f}" == "5.00"       # a consequence, not a target
+
+
+def test_lunet_pool_pads_one_pixel_on_every_side():
+    """Table 6: pool 3x3, stride 2, padding (1x1): the first window covers rows/cols -1..1."""
+    from kreid.models.lunet import max_pool
+
+    inputs = keras.Input((4, 4, 1))
+    pool = keras.Model(inputs, max_pool(inputs, "p"))
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 2, 2] = 1.0
+    out = pool(x).numpy()[0, :, :, 0]
+    assert out.shape == (2, 2)
+    assert out[0, 0] == 0.0 and out[1, 1] == 1.0           # "same" padding would give 1 at (0,0)
+    x = -np.ones((1, 4, 4, 1), np.float32)                 # border repeat acts like -inf padding
+    x[0, 0, 0] = -5.0
+    assert (pool(x).numpy() == -1.0).all()
+
+
 def test_lunet_has_5_00_million_parameters():
     model = models.build("lunet", (128, 64, 3))
     assert abs(_trainable(model) - 5.00e6) / 5.00e6 < 0.01
