@@ -1,4 +1,4 @@
-"""TriNet on Market-1501 (Hermans et al. 2017, Table 2 / Sec. 4.4).
+"""TriNet on Market-1501 (Hermans et al. 2017, Table 2; the network of Sec. 3.3).
 
 ResNet-50 (ImageNet-pretrained) + FC1024-BN-ReLU + FC128, soft-margin batch
 hard, P=18, K=4, 256x128, Adam eps0 = 3e-4, exponential decay from t0 = 15k

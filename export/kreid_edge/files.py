@@ -32,6 +32,9 @@ def atomic_write(path: str, mode: str = "wb", suffix: str = "") -> Iterator:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", suffix=suffix,
                                dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)        # as open() would: mkstemp makes it owner-only
     try:
         if mode is None:
             os.close(fd)

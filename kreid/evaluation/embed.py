@@ -94,12 +94,11 @@ def load_embedder(path: str, num_threads: int | None = None,
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".keras"):
-        import keras
+        from kreid.models import load_model
 
-        import kreid.models.heads  # noqa: F401  (register custom layers)
         if preprocessing is None:
             preprocessing = read_sidecar(path, supply or "pass preprocessing=").preprocessing
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        model = load_model(path)
         return KerasEmbedder(model, preprocessing, path)
     if path.endswith((".tflite", ".onnx")):
         from kreid_edge import load_embedder as edge_load
@@ -117,9 +116,9 @@ def keras_sidecar(path: str, preprocessing: str | None = None, supply: str = "")
     except SidecarError:
         if preprocessing is None:
             raise
-        import keras
+        from kreid.models import load_model
 
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        model = load_model(path)
         return Sidecar(tuple(int(v) for v in model.input_shape[1:3]), preprocessing,
                        os.path.splitext(os.path.basename(path))[0])
     return sidecar if preprocessing is None else sidecar.replace(preprocessing=preprocessing)

@@ -89,10 +89,10 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
     The model's sidecar gives its preprocessing; ``preprocessing`` overrides it
     or stands in for a missing one (``supply`` names the flag, for the error).
     """
-    import keras
+    from kreid.models import load_model
 
     sidecar = keras_sidecar(keras_path, preprocessing, supply)
-    model = keras.models.load_model(keras_path, safe_mode=True, compile=False)
+    model = load_model(keras_path)
     float_emb = KerasEmbedder(model, sidecar.preprocessing, keras_path)
     spec = convert.ExportSpec(tuple(model.input_shape[1:3]), sidecar.preprocessing,
                               sidecar.model, float_emb.fingerprint)

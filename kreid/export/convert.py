@@ -225,12 +225,15 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
         raise ValueError(f"model input {model.input_shape} does not match input_size {(h, w)}")
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, spec.model_name)
-    for fmt in set(formats) | {"saved_model"}:
+    for fmt in formats:
         check_replaceable(base + SUFFIX[fmt])
     out = {}
-    sm_dir = saved_model(model, base + SUFFIX["saved_model"], spec)
+    work = None
     if "saved_model" in formats:
-        out["saved_model"] = sm_dir
+        sm_dir = out["saved_model"] = saved_model(model, base + SUFFIX["saved_model"], spec)
+    else:       # the converters' intermediate: a temporary folder, never a user's SavedModel
+        work = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
+        sm_dir = saved_model(model, os.path.join(work, "model.savedmodel"))
     for fmt in formats:
         path = base + SUFFIX.get(fmt, "")
         if fmt.startswith("tflite_"):
@@ -248,9 +251,8 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
             continue
         write_sidecar(path, spec, fmt, {"io_type": io_type} if fmt == "tflite_int8" else None)
         out[fmt] = path
-    if "saved_model" not in formats:       # ours: written above, with its sidecar
-        shutil.rmtree(sm_dir, ignore_errors=True)
-        os.remove(sidecar_path(sm_dir))
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 
@@ -260,12 +262,11 @@ def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
                       supply: str = "") -> dict[str, str]:
     """Export a ``.keras`` embedding model (with its sidecar, or ``preprocessing``) to
     ``formats``, calibrating int8 on ``calibration_records``; returns {format: path}."""
-    import keras
-
     from kreid.evaluation.embed import keras_sidecar, weights_fingerprint
+    from kreid.models import load_model
 
     sidecar = keras_sidecar(keras_path, preprocessing, supply)
-    model = keras.models.load_model(keras_path, safe_mode=True, compile=False)
+    model = load_model(keras_path)
     spec = ExportSpec(tuple(int(v) for v in model.input_shape[1:3]), sidecar.preprocessing,
                       sidecar.model, weights_fingerprint(model))
     formats = list(formats or FORMATS)

@@ -110,13 +110,21 @@ def _masked_logsumexp(x: tf.Tensor, mask: tf.Tensor, axis: int) -> tf.Tensor:
 
 
 def lifted(embeddings, labels, margin=1.0, metric: str = "euclidean",
-           nonzero_average: bool = False) -> tf.Tensor:
-    """Lifted embedding loss L_L of Song et al. (2016) as written by Hermans et al. (Eq. 4).
+           nonzero_average: bool = False, pairs: str = "all") -> tf.Tensor:
+    """Lifted embedding loss L_L of Song et al. (2016) as written by Hermans et al. (Sec. 2).
 
-    For every positive pair (a, p), a < p:
+    For every positive pair (a, p):
     ``f(D(a, p) + log sum_n (e^{m - D(a, n)} + e^{m - D(p, n)}))`` over the
     negatives n of a (equivalently of p), averaged over positive pairs.
+    ``pairs="all"``: every same-identity pair a < p of a PK batch. ``"triplets"``:
+    the batch is stacked triplets (a, p, n) and only each triplet's (a, p) is a
+    positive pair - the paper's "Lifted 1-pos." row, applied "to traditional 3B
+    batches ... all possible negatives, but only one positive pair per triplet".
+    Negatives are every image of another identity (Song et al.); the paper's
+    printed "n != a, n != p" is read so.
     """
+    if pairs not in ("all", "triplets"):
+        raise ValueError(f"pairs must be 'all' or 'triplets', got {pairs!r}")
     embeddings, labels = _check(embeddings, labels)
     m, outer = _margin(margin)
     dists = pairwise_distance(embeddings, metric=metric)
@@ -127,7 +135,11 @@ def lifted(embeddings, labels, margin=1.0, metric: str = "euclidean",
     x, y = per_anchor[:, None], per_anchor[None, :]
     top = tf.maximum(x, y)
     lse = top + tf.math.log1p(tf.exp(-tf.abs(x - y)))
-    upper = tf.linalg.band_part(tf.ones_like(dists), 0, -1) > 0
+    if pairs == "triplets":                 # (3t, 3t + 1) only
+        index = tf.range(tf.shape(dists)[0])
+        upper = (index[:, None] % 3 == 0) & (index[None, :] == index[:, None] + 1)
+    else:
+        upper = tf.linalg.band_part(tf.ones_like(dists), 0, -1) > 0
     valid = pos & upper & tf.reduce_any(neg, axis=1)[:, None]
     return _average(outer(m + dists + lse), valid, nonzero_average)
 

@@ -11,6 +11,7 @@ baseline and the N-tuplets are sampled inside the batch, in the graph
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -36,6 +37,46 @@ def hard_triplets(embeddings: np.ndarray, labels) -> np.ndarray:
     return np.stack([anchors, pos[anchors], neg[anchors]], axis=1)
 
 
+class RandomTripletSampler:
+    """Batches of B random triplets from the whole training set, laid out [a1, p1, n1, ...]:
+    the vanilla triplet baseline of Hermans et al. (Sec. 2: "once a certain set of B
+    triplets has been chosen, their images are stacked into a batch of size 3B";
+    B = 42 against PK = 32 x 4, footnote 2). Anchor identities are drawn uniformly
+    among those with 2+ images, the positive among the anchor's other images,
+    the negative uniformly among the other identities' images."""
+
+    gives_positives = False
+    refresh_every = 0
+
+    def __init__(self, labels, num_triplets: int, seed: int = 0):
+        labels = np.asarray(labels)
+        self.num_triplets, self.seed = int(num_triplets), seed
+        self.batch_size = 3 * self.num_triplets
+        ids, inverse = np.unique(labels, return_inverse=True)
+        self.members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+        self.usable = [i for i, m in enumerate(self.members) if len(m) >= 2]
+        if self.num_triplets < 1 or not self.usable or len(ids) < 2:
+            raise SamplerError("random triplets need an identity with 2+ images, another "
+                               "identity and at least one triplet per batch")
+
+    def batch_at(self, step: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, step])
+        out = np.empty((self.num_triplets, 3), np.int64)
+        for t in range(self.num_triplets):
+            c = self.usable[rng.integers(len(self.usable))]
+            out[t, :2] = rng.choice(self.members[c], 2, replace=False)
+            other = rng.integers(len(self.members) - 1)
+            other += other >= c
+            out[t, 2] = rng.choice(self.members[other])
+        return out.reshape(-1)
+
+    def positives_at(self, step: int) -> np.ndarray:
+        return np.full(self.batch_size, -1, np.int64)
+
+    def refresh(self, step, embed) -> None:
+        pass
+
+
 class OHMSampler:
     """Batches of mined triplets (a, p, n) laid out consecutively: [a1, p1, n1, a2, ...].
 
@@ -45,9 +86,16 @@ class OHMSampler:
       identities: identities embedded per refresh.
       every: refresh period in steps.
       seed: RNG seed; ``batch_at(step)`` draws with an RNG keyed by (seed, step).
+
+    Batch ``step`` always draws from the triplets mined for its period
+    (``step // every``): the training pipeline prefetches ahead of the loop, so
+    it waits until the trainer has mined that period instead of reading
+    whatever set is current. A resumed run mines its current period with the
+    resumed model (the mined set is not part of the checkpoint).
     """
 
     gives_positives = False
+    WAIT_SECONDS = 3600.0
 
     def __init__(self, labels, num_triplets: int, identities: int = 100, every: int = 500,
                  seed: int = 0):
@@ -55,29 +103,48 @@ class OHMSampler:
             raise SamplerError("OHM needs at least one triplet per batch")
         self.labels = np.asarray(labels)
         self.num_triplets, self.identities, self.seed = num_triplets, identities, seed
-        self.refresh_every = int(every)
+        self.refresh_every = max(1, int(every))
         self.batch_size = 3 * num_triplets
-        self.triplets: np.ndarray | None = None
+        self.mined: dict[int, np.ndarray] = {}          # period -> triplets
+        self._ready = threading.Condition()
+
+    @property
+    def triplets(self) -> np.ndarray | None:
+        """The most recently mined triplets (None before the first mining)."""
+        return self.mined[max(self.mined)] if self.mined else None
 
     def refresh(self, step: int, embed: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Mine anew: embed a random subset of identities and keep their hard triplets."""
+        """Mine the period of ``step``: embed a random subset of identities with the current
+        model and keep their hard triplets."""
         rng = np.random.default_rng([self.seed, step, 7])
         ids = np.unique(self.labels)
         chosen = rng.choice(ids, min(self.identities, len(ids)), replace=False)
         subset = np.flatnonzero(np.isin(self.labels, chosen))
-        self.update(subset[hard_triplets(embed(subset), self.labels[subset])])
+        self.update(subset[hard_triplets(embed(subset), self.labels[subset])],
+                    step // self.refresh_every)
 
-    def update(self, triplets: np.ndarray) -> None:
+    def update(self, triplets: np.ndarray, period: int = 0) -> None:
         if len(triplets) == 0:
             raise SamplerError("offline hard mining found no triplet (need identities with 2+ "
                                "images in the mined subset)")
-        self.triplets = np.asarray(triplets, np.int64)
+        with self._ready:
+            self.mined[period] = np.asarray(triplets, np.int64)
+            for old in [p for p in self.mined if p < period - 1]:
+                del self.mined[old]
+            self._ready.notify_all()
 
     def batch_at(self, step: int) -> np.ndarray:
-        if self.triplets is None:
-            raise SamplerError("OHMSampler used before the first mining (call refresh)")
+        period = step // self.refresh_every
+        with self._ready:
+            if not self.mined:
+                raise SamplerError("OHMSampler used before the first mining (call refresh)")
+            if not self._ready.wait_for(lambda: period in self.mined or
+                                        max(self.mined) > period, self.WAIT_SECONDS):
+                raise SamplerError(f"OHM: no triplets mined for steps {period * self.refresh_every}"
+                                   f"-{(period + 1) * self.refresh_every - 1}")
+            triplets = self.mined.get(period, self.triplets)
         rng = np.random.default_rng([self.seed, step])
-        return self.triplets[rng.integers(len(self.triplets), size=self.num_triplets)].reshape(-1)
+        return triplets[rng.integers(len(triplets), size=self.num_triplets)].reshape(-1)
 
     def positives_at(self, step: int) -> np.ndarray:
         return np.full(self.batch_size, -1, np.int64)

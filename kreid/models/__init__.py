@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import os
+
 import keras
 
 _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
@@ -50,6 +52,17 @@ def build(name: str, input_shape=(128, 64, 3), embedding_dim: int | None = None,
     if embedding_dim is not None:
         kwargs["embedding_dim"] = embedding_dim
     return _REGISTRY[name](tuple(input_shape), **kwargs)
+
+
+def load_model(path: str) -> keras.Model:
+    """A saved ``.keras`` model of kreid (embedding.keras, final.keras), in any process:
+    every layer they can hold (LuNet's pool padding, the channel slice, the classifier
+    heads) is registered before loading; safe mode, no compile."""
+    import kreid.models.heads  # noqa: F401
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path}")
+    return keras.models.load_model(path, safe_mode=True, compile=False)
 
 
 def freeze_backbone(model: keras.Model, frozen: bool = True) -> None:

@@ -61,11 +61,24 @@ def resnet50_base(input_shape, weights=None) -> keras.Model:
 
 
 @register("trinet", preprocessing="imagenet")
-def trinet(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None) -> keras.Model:
-    """TriNet: ResNet-50 + FC1024-BN-ReLU + FC(embedding_dim)."""
+def trinet(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None,
+           conv_bias: bool = True) -> keras.Model:
+    """TriNet (Hermans et al. Sec. 3.3): ResNet-50 + FC1024-BN-ReLU + FC(embedding_dim).
+
+    "We use the ResNet-50 architecture and the weights provided by He et al.
+    ... (25.74 M parameters)": He et al.'s ResNet-50 has no convolution biases,
+    Keras' has (26,560 of them: 25.77 M). ``conv_bias=False`` builds the
+    original (25.74 M) and folds the biases of Keras' weights into the BNs
+    (exact at inference); the default keeps Keras' network as it is.
+    """
     base = resnet50_base(input_shape, weights)
     inputs = keras.Input(input_shape, name="images")
-    backbone = keras.Model(base.input, base.output, name="backbone")
+    if conv_bias:
+        backbone = keras.Model(base.input, base.output, name="backbone")
+    else:
+        backbone = resnet50_backbone(input_shape, last_stride=2, conv_bias=False)
+        if weights is not None:
+            copy_weights_by_name(base, backbone)
     x = backbone(inputs)
     x = layers.Dense(1024, kernel_initializer="he_normal", name="fc1")(x)
     x = layers.ReLU(name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
@@ -111,18 +124,19 @@ def _se(x, name, reduction=16):
     return layers.Multiply(name=f"{name}_se_scale")([x, s])
 
 
-def _bottleneck(x, filters, stride, name, project, ibn, se):
+def _bottleneck(x, filters, stride, name, project, ibn, se, use_bias=True):
     if project:
-        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, use_bias=use_bias,
+                                 name=f"{name}_0_conv")(x)
         shortcut = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    y = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+    y = layers.Conv2D(filters, 1, strides=stride, use_bias=use_bias, name=f"{name}_1_conv")(x)
     y = layers.Activation("relu", name=f"{name}_1_relu")(_norm(y, f"{name}_1_bn", ibn))
-    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_2_conv")(y)
     y = layers.Activation("relu", name=f"{name}_2_relu")(
         layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_2_bn")(y))
-    y = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(y)
+    y = layers.Conv2D(4 * filters, 1, use_bias=use_bias, name=f"{name}_3_conv")(y)
     y = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_3_bn")(y)
     if se:
         y = _se(y, name)
@@ -130,10 +144,12 @@ def _bottleneck(x, filters, stride, name, project, ibn, se):
 
 
 def resnet50_backbone(input_shape, last_stride: int = 1, ibn: bool = False,
-                      se: bool = False) -> keras.Model:
+                      se: bool = False, conv_bias: bool = True) -> keras.Model:
+    """ResNet-50 with Keras' layer names; ``conv_bias=False`` is He et al.'s original
+    (no bias in any convolution: each is followed by a BN)."""
     inputs = keras.Input(input_shape, name="images")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
     x = layers.Activation("relu", name="conv1_relu")(
         layers.BatchNormalization(epsilon=_BN_EPS, name="conv1_bn")(x))
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -142,15 +158,22 @@ def resnet50_backbone(input_shape, last_stride: int = 1, ibn: bool = False,
         for b in range(1, blocks + 1):
             stride = 1 if stage == 2 or b > 1 else (last_stride if stage == 5 else 2)
             x = _bottleneck(x, filters, stride, f"conv{stage}_block{b}", project=b == 1,
-                            ibn=ibn and stage < 5, se=se)
+                            ibn=ibn and stage < 5, se=se, use_bias=conv_bias)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, x, name="backbone")
 
 
 def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
-    """Copy weights of same-named, same-shaped layers; returns the number of layers copied."""
+    """Copy weights of same-named, same-shaped layers; returns the number of layers copied.
+
+    A source convolution with a bias copied into a bias-free target convolution
+    (He et al.'s ResNet-50 from Keras' weights) keeps its kernel, and its bias b
+    is folded into the BN that follows (``<conv>_bn``: moving mean - b), which is
+    exact at inference (BN(x + b) with mean mu = BN(x) with mean mu - b).
+    """
     src = {layer.name: layer for layer in source.layers}
-    copied = 0
+    tgt = {layer.name: layer for layer in target.layers}
+    copied, folds = 0, []
     for layer in target.layers:
         other = src.get(layer.name)
         if other is None or not layer.weights:
@@ -158,6 +181,16 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
         if [w.shape for w in layer.weights] == [w.shape for w in other.weights]:
             layer.set_weights(other.get_weights())
             copied += 1
+        elif (isinstance(layer, layers.Conv2D) and not layer.use_bias and other.use_bias
+              and layer.kernel.shape == other.kernel.shape):
+            layer.kernel.assign(other.kernel)
+            bn = tgt.get(layer.name[:-len("_conv")] + "_bn")
+            if bn is None or not isinstance(bn, layers.BatchNormalization):
+                raise ValueError(f"{layer.name}: no BN to fold the bias of the source into")
+            folds.append((bn, other.bias))
+            copied += 1
+    for bn, bias in folds:                 # after the plain copies (which set the BN as is)
+        bn.moving_mean.assign(src[bn.name].moving_mean - bias)
     return copied
 
 

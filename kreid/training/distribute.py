@@ -76,8 +76,9 @@ class Replicas:
         if self.num == 1:
             return make_dataset()
         if global_batch % self.num:
-            raise ValueError(f"the global batch of {global_batch} does not split over "
-                             f"{self.num} replicas")
+            raise ValueError(f"the global batch of {global_batch} images (config.batch.p x "
+                             f"config.batch.k, or 3 x the triplets per batch) does not split "
+                             f"over {self.num} replicas")
         per = global_batch // self.num
         n = self.num
 

@@ -1,7 +1,8 @@
 """The batch sampler a run needs, decided once from the config and its loss terms.
 
-PK batches by default; offline hard mining (``triplet`` with ``mining: ohm``)
-and RPTM (``rptm``) bring their own samplers. Every sampler follows
+PK batches by default; the vanilla triplet baseline (``triplet`` with
+``mining: random``: random triplets of the whole training set), offline hard
+mining (``mining: ohm``) and RPTM (``rptm``) bring their own samplers. Every sampler follows
 :class:`kreid.data.sampler.BatchSampler`, so the pipeline and the trainer
 treat them alike, and the batch size is the sampler's (3 x the number of
 mined triplets for OHM).
@@ -23,6 +24,10 @@ def make_sampler(kinds: set[str], config, records: list[Record], workdir: str) -
     c = config
     labels = [r.label for r in records]
     p, k, seed = int(c.batch.p), int(c.batch.k), int(c.seed)
+    if "random_triplets" in kinds:
+        from kreid.mining.triplets import RandomTripletSampler
+
+        return RandomTripletSampler(labels, (p * k) // 3, seed=seed)
     if "ohm" in kinds:
         from kreid.mining.triplets import OHMSampler
 

@@ -171,8 +171,23 @@ class BatchAll(_TripletFamilyTerm):
 
 @register
 class Lifted(_TripletFamilyTerm):
-    """The lifted embedding loss (Song et al.) as Hermans et al. write it."""
+    """The lifted embedding loss (Song et al.) as Hermans et al. write it; ``pairs:
+    triplets`` on batches of random triplets is Table 1's "Lifted 1-pos." row."""
     name, fn = "lifted", staticmethod(tfam.lifted)
+    options = {**_TripletFamilyTerm.options,
+               "pairs": Option("str", "all", ("all", "triplets"))}
+
+    @property
+    def sampler(self):
+        return "random_triplets" if self.o["pairs"] == "triplets" else None
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        feats = x.global_emb
+        if self.o["features"] == "normalized":
+            feats = tf.math.l2_normalize(feats, 1)
+        return tfam.lifted(feats, x.global_labels, margin=self.o["margin"],
+                           metric=self.o["metric"], nonzero_average=self.o["nonzero_average"],
+                           pairs=self.o["pairs"])
 
 
 @register
@@ -194,19 +209,22 @@ class LiftedGeneralized(_TripletFamilyTerm):
 
 @register
 class Triplet(Term):
-    """Vanilla triplet loss on random in-batch triplets (``mining: random``) or on
-    offline-hard-mined triplets (``mining: ohm``, batches of consecutive (a, p, n))."""
+    """Vanilla triplet loss (Hermans et al. Eq. 4). ``mining``: ``random`` - B random
+    triplets from the whole training set stacked into 3B images, the paper's baseline
+    (Table 1 config); ``ohm`` - offline-hard-mined triplets, same layout; ``in_batch``
+    (default: the run keeps PK batches for its other terms) - one random positive and
+    negative per anchor of a PK batch."""
 
     name = "triplet"
     options = {"margin": margin(0.2), "metric": METRIC,
-               "mining": Option("str", "random", ("random", "ohm"))}
+               "mining": Option("str", "in_batch", ("random", "ohm", "in_batch"))}
 
     @property
     def sampler(self):
-        return "ohm" if self.o["mining"] == "ohm" else None
+        return {"ohm": "ohm", "random": "random_triplets"}.get(self.o["mining"])
 
     def __call__(self, x: Inputs) -> tf.Tensor:
-        if self.o["mining"] == "ohm":
+        if self.o["mining"] in ("ohm", "random"):      # batches of consecutive (a, p, n)
             triplets = tf.reshape(tf.range(tf.shape(x.global_emb)[0]), [-1, 3])
         else:
             triplets = in_batch_triplets(x.global_labels, x.seed)

@@ -132,7 +132,12 @@ class Trainer:
         self.preprocessing = c.get("preprocessing") or models.preprocessing(c.model.name)
         # the sampler, and so the batch size, decided once: everything below depends on it
         stage_losses = [dict(s.get("losses") or c.losses) for s in _stages(c)]
-        kinds = {t.sampler for losses in stage_losses for t in parse_losses(losses) if t.sampler}
+        parsed = [t for losses in stage_losses for t in parse_losses(losses)]
+        for t in parsed:
+            if t.name == "ntuplet" and t.o["n"] > int(c.batch.p):
+                raise ValueError(f"config.losses.ntuplet.n={t.o['n']}: an N-tuplet needs N "
+                                 f"identities in the batch, config.batch.p is {c.batch.p}")
+        kinds = {t.sampler for t in parsed if t.sampler}
         self.sampler = make_sampler(kinds, c, self.train_records, workdir)
         self.batch_size = int(self.sampler.batch_size)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_records) / self.batch_size))
@@ -148,6 +153,8 @@ class Trainer:
                                     int(c.get("histogram_every", 1000)))
         self.step, self.stage = 0, 0
         self.saved_optimizer: dict = {}     # optimizer values of a resumed checkpoint
+        self.checkpoint_path = ""
+        self._embedder = None
         if resume:
             self._restore()
 
@@ -158,8 +165,8 @@ class Trainer:
         if c.validation.get("holdout_ids", 0):
             train, q, g = holdout(train, int(c.validation.holdout_ids), int(c.seed))
             val = (q, g)
-        if c.get("skip_corrupt", False):
-            train, _ = pipeline.drop_bad_images(train)
+        if c.get("skip_corrupt", False):       # labels stay contiguous without the dropped
+            train = relabel(pipeline.drop_bad_images(train)[0])
         columns = attribute_columns(attribute_matrix(train))
         if len(columns):      # keep the binary attributes only (Sabri et al.: 2-way heads)
             train = [dataclasses.replace(r, attributes=tuple(
@@ -222,10 +229,15 @@ class Trainer:
         if not found:
             return
         meta, groups = checkpoint.load(found[-1][1])
-        checkpoint.assign(self.model.weights, groups.get("model", {}), "model")
-        checkpoint.assign(self._head_variables(), groups.get("heads", {}), "heads")
+        checkpoint.assign(self.model.weights, groups.get("model", {}), f"{found[-1][1]}: model")
+        checkpoint.assign(self._head_variables(), groups.get("heads", {}),
+                          f"{found[-1][1]}: heads")
         self.step, self.stage = int(meta["step"]), int(meta["stage"])
-        self.saved_optimizer = groups.get("optimizer", {})
+        # a checkpoint at a stage's end holds that stage's optimizer; the next stage
+        # starts a fresh one (other variables, its own schedule)
+        at_boundary = self.step in self.bounds[1:-1]
+        self.saved_optimizer = {} if at_boundary else groups.get("optimizer", {})
+        self.checkpoint_path = found[-1][1]
         self.writer.truncate(self.step)
         log.info("resumed from %s (step %d, stage %d)", found[-1][1], self.step, self.stage)
 
@@ -251,13 +263,13 @@ class Trainer:
         schedule = _schedule(c, stage, self.steps_per_epoch)
         optimizer, variables = self._optimizer(stage, index, schedule)
         step_fn = self._make_step(self.objectives[index], optimizer, variables)
+        refresh = int(self.sampler.refresh_every)
+        if refresh:        # offline mining for the current period, before any batch is drawn
+            self.sampler.refresh(self.step, self._embed_indices)
         iterator = iter(self._dataset(self.step))
         begin, end = self.bounds[index], self.bounds[index + 1]
         log_every, ckpt_every = int(c.get("log_every", 50)), int(c.get("checkpoint_every", 500))
         val_every = int(c.validation.get("every", 0))
-        refresh = int(self.sampler.refresh_every)
-        if refresh and getattr(self.sampler, "triplets", True) is None:
-            self.sampler.refresh(self.step, self._embed_indices)    # first mining
         self.writer.start_stage()
         last: dict = {}
         beta1 = getattr(optimizer, "beta_1", None)
@@ -272,7 +284,7 @@ class Trainer:
                 last = self._log(out, schedule, self.step - begin)
             if ckpt_every and self.step % ckpt_every == 0:
                 self._save(optimizer)
-            if refresh and self.step % refresh == 0:
+            if refresh and self.step % refresh == 0 and self.step < end:
                 self.sampler.refresh(self.step, self._embed_indices)
             if val_every and self.val and self.step % val_every == 0:
                 last.update(self._validate())
@@ -295,7 +307,8 @@ class Trainer:
             optimizer = _make_optimizer(self.config, schedule)
             optimizer.build(variables)
         if self.saved_optimizer:
-            checkpoint.assign(optimizer.variables, self.saved_optimizer, "optimizer")
+            checkpoint.assign(optimizer.variables, self.saved_optimizer,
+                              f"{self.checkpoint_path}: optimizer")
             self.saved_optimizer = {}
         if getattr(optimizer, "beta_1", None) is not None:
             optimizer.beta_1 = tf.Variable(schedules.adam_beta1(schedule, 0), trainable=False,
@@ -334,6 +347,12 @@ class Trainer:
             out["loss/total"] = loss * replicas.num
             out["finite/grads"] = grads_finite
             out["finite/embeddings"] = tf.reduce_all(tf.math.is_finite(emb))
+            ok = tf.reduce_all(grads_finite) & out["finite/embeddings"] & tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(v)) for v in values.values()])
+            ok = tf.cast(ok, tf.float32)
+            if replicas.num > 1:        # every worker stops together (no hung all-reduce)
+                ok = tf.distribute.get_replica_context().all_reduce("min", ok)
+            out["finite/all"] = ok
             out.update({f"health/{k}": v for k, v in stats.items()})
             out["embeddings"] = g_emb
             return out
@@ -352,7 +371,10 @@ class Trainer:
 
     def _check_finite(self, out: dict, variables: list) -> None:
         """Stop at the first step whose loss terms or gradients hold NaN or inf, naming the
-        step, the terms and the variables (no checkpoint is written after it)."""
+        step, the terms and the variables (no checkpoint is written after it). One scalar,
+        reduced over all replicas and workers, is read per step; the details only then."""
+        if float(np.min(self.replicas.all_local(out["finite/all"]))) > 0:
+            return
         grads_ok = np.logical_and.reduce([np.asarray(v) for v in self.replicas.all_local(
             out["finite/grads"])])
         terms = {k[len("loss/"):]: np.asarray(self.replicas.all_local(v), np.float64)
@@ -381,9 +403,12 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
     def embedder(self):
-        from kreid.evaluation.embed import KerasEmbedder
+        """The current model as an Embedder (one compiled function for the whole run)."""
+        if self._embedder is None:
+            from kreid.evaluation.embed import KerasEmbedder
 
-        return KerasEmbedder(self.embedding_model, self.preprocessing)
+            self._embedder = KerasEmbedder(self.embedding_model, self.preprocessing)
+        return self._embedder
 
     def _embed_indices(self, indices: np.ndarray) -> np.ndarray:
         from kreid.evaluation.embed import embed_records

@@ -201,3 +201,21 @@ def test_generalised_lifted_positive_sum_of_eq7(positives):
     np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
     want = ref.lifted_generalized(x.astype(np.float64), y, 1.0, positives=positives)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_lifted_one_positive_pair_per_triplet():
+    """Table 1 "Lifted 1-pos.": on 3B batches of (a, p, n) only (a, p) is a positive pair;
+    every other-identity image is a negative."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    y = np.array([0, 0, 1, 2, 2, 0])                      # triplets (0,1,2) and (3,4,5)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    terms = []
+    for a, p in ((0, 1), (3, 4)):
+        negs = [n for n in range(6) if y[n] != y[a]]
+        s = np.log(sum(np.exp(1.0 - d[a, n]) + np.exp(1.0 - d[p, n]) for n in negs))
+        terms.append(max(d[a, p] + s, 0.0))
+    got = float(triplet.lifted(x, y, margin=1.0, pairs="triplets"))
+    np.testing.assert_allclose(got, np.mean(terms), rtol=1e-5)
+    # with all pairs, (0, 5) and (1, 5) count too
+    assert abs(float(triplet.lifted(x, y, margin=1.0)) - got) > 1e-4

@@ -45,3 +45,48 @@ def test_ohm_sampler_without_any_triplet_is_refused():
     s = miners.OHMSampler(np.arange(4), num_triplets=1)      # no identity has 2 images
     with pytest.raises(SamplerError, match="no triplet"):
         s.refresh(0, lambda idx: idx[:, None].astype(np.float32))
+
+
+def test_random_triplets_stack_b_triplets_from_the_whole_set():
+    """Hermans et al. Sec. 2: B random triplets stacked into a batch of 3B (B = 42)."""
+    labels = np.repeat(np.arange(40), 3)
+    labels[-1] = 99                                          # an identity with one image
+    s = miners.RandomTripletSampler(labels, num_triplets=42, seed=3)
+    batch = s.batch_at(7)
+    assert s.batch_size == 126 and batch.shape == (126,) and np.array_equal(batch, s.batch_at(7))
+    a, p, n = batch.reshape(-1, 3).T
+    assert (labels[a] == labels[p]).all() and (a != p).all() and (labels[a] != labels[n]).all()
+    assert (labels[a] != 99).all()                           # needs a second image
+    drawn = {int(labels[i]) for st in range(30) for i in s.batch_at(st)[::3]}
+    assert len(drawn) > 32                                   # from the whole set, not 32 ids
+    with pytest.raises(SamplerError):
+        miners.RandomTripletSampler(np.arange(5), 4)
+
+
+def test_triplet_term_picks_its_sampler():
+    from kreid.training.terms import parse_losses
+
+    kinds = [parse_losses({"triplet": {"mining": m}})[0].sampler
+             for m in ("random", "ohm", "in_batch")]
+    assert kinds == ["random_triplets", "ohm", None]
+    assert parse_losses({"lifted": {"pairs": "triplets"}})[0].sampler == "random_triplets"
+
+
+def test_ohm_batches_wait_for_their_periods_triplets():
+    """The pipeline runs ahead of training: batch t must use the triplets of period
+    t // every, never the previous period's set."""
+    import threading
+    import time
+
+    labels = np.repeat(np.arange(6), 2)
+    s = miners.OHMSampler(labels, num_triplets=2, identities=6, every=10, seed=0)
+    s.update(np.array([[0, 1, 2]]), period=0)
+    assert set(s.batch_at(9).tolist()) == {0, 1, 2}
+    got = {}
+    reader = threading.Thread(target=lambda: got.setdefault("b", s.batch_at(10)))
+    reader.start()
+    time.sleep(0.2)
+    assert "b" not in got                                    # waits for period 1
+    s.update(np.array([[4, 5, 6]]), period=1)
+    reader.join(5)
+    assert set(got["b"].tolist()) == {4, 5, 6}

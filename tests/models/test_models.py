@@ -214,3 +214,48 @@ def test_registry_errors():
     with pytest.raises(ValueError, match="input_shape"):
         models.build("lunet", (128, 64))
     assert os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+
+
+def test_trinet_without_conv_biases_is_25_74_million_and_keeps_the_weights(tmp_path):
+    """Hermans et al. Sec. 3.3: "the ResNet-50 architecture and the weights provided by He
+    et al. (25.74 M parameters)": He et al.'s convolutions have no bias."""
+    model = models.build("trinet", (256, 128, 3), conv_bias=False)
+    assert _trainable(model) == 25_739_456
+    assert f"{_trainable(model) / 1e6:.2f}" == "25.74"
+    # Keras-style weights with non-zero conv biases and BN statistics, folded exactly
+    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 32, 3),
+                                       pooling="avg")
+    rng = np.random.default_rng(0)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
+    path = str(tmp_path / "r50.weights.h5")
+    base.save_weights(path)
+    with_bias = models.build("trinet", (64, 32, 3), weights=path).get_layer("backbone")
+    without = models.build("trinet", (64, 32, 3), weights=path, conv_bias=False)
+    without = without.get_layer("backbone")
+    x = rng.random((2, 64, 32, 3)).astype(np.float32) * 100
+    a, b = with_bias(x, training=False).numpy(), without(x, training=False).numpy()
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("name", ["lunet", "resnet_edge"])
+def test_saved_model_loads_in_a_fresh_process(tmp_path, name):
+    """embedding.keras must load where nothing of kreid was imported before (bin/export.py)."""
+    import subprocess
+    import sys
+
+    model = models.build(name, (64, 32, 3))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys, numpy as np\n"
+            "from kreid.models import load_model\n"
+            f"m = load_model({path!r})\n"
+            "print(m(np.zeros((1, 64, 32, 3), np.float32)).shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": repo}, timeout=300)
+    assert out.returncode == 0 and "(1, 128)" in out.stdout, out.stderr[-1500:]

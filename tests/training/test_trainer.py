@@ -201,6 +201,12 @@ def test_every_paper_config_loads_and_names_its_target(name):
 def test_table1_grid_cells():
     import lunet_mars_table1 as t1
 
+    # Sec. 3.4: "a validation set of 150 persons ... we do not perform any data augmentation"
+    c = t1.get_config()
+    assert c.validation.holdout_ids == 150 and tuple(c.image_size) == (64, 32)
+    assert not (c.augment.crop or c.augment.flip or c.augment.erasing_prob or c.augment.jitter
+                or c.augment.padding)
+
     assert t1.get_config("batch_all_nonzero-0.5").losses.batch_all.nonzero_average is True
     assert t1.get_config("triplet_ohm-0.2").losses.triplet.mining == "ohm"
     assert t1.get_config("batch_hard-soft").losses.batch_hard.margin == "soft"
