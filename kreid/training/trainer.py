@@ -21,7 +21,9 @@ Workdir layout::
 
 A run started in a workdir that holds checkpoints resumes from the newest:
 step, stage, model/head weights, optimizer state (hence schedule position)
-and - because batch t is a pure function of (seed, t) - the sampler stream.
+and - because batch t is a pure function of (seed, t) - the sampler stream
+(offline hard mining re-mines its current period with the resumed model). A
+checkpoint at a stage's end resumes into the next stage with a fresh optimizer.
 """
 
 from __future__ import annotations
