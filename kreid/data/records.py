@@ -116,3 +116,20 @@ def attribute_columns(attributes: np.ndarray) -> np.ndarray:
         return np.zeros(0, int)
     return np.flatnonzero((attributes <= 1).all(0) & (attributes >= -1).all(0))
 
+
+def holdout(records: list[Record], num_ids: int, seed: int):
+    """Split ``num_ids`` training identities off as a validation query/gallery set
+    (the first image - or tracklet, when records have track ids - per identity and
+    camera is the query, the rest gallery)."""
+    pids = sorted({r.pid for r in records})
+    if not 0 < num_ids < len(pids):
+        raise ValueError(f"validation.holdout_ids={num_ids} must be in 1..{len(pids) - 1}")
+    val = set(np.random.default_rng(seed).choice(pids, num_ids, replace=False).tolist())
+    train = relabel([r for r in records if r.pid not in val])
+    query, gallery, first = [], [], {}
+    for r in sorted((r for r in records if r.pid in val), key=lambda r: r.path):
+        key = (r.pid, r.camid)
+        unit = r.trackid if r.trackid >= 0 else r.path     # whole tracklets stay together
+        first.setdefault(key, unit)
+        (query if first[key] == unit else gallery).append(dataclasses.replace(r, label=-1))
+    return train, query, gallery

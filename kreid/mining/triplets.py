@@ -11,7 +11,6 @@ baseline and the N-tuplets are sampled inside the batch, in the graph
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import numpy as np
@@ -87,15 +86,15 @@ class OHMSampler:
       every: refresh period in steps.
       seed: RNG seed; ``batch_at(step)`` draws with an RNG keyed by (seed, step).
 
-    Batch ``step`` always draws from the triplets mined for its period
-    (``step // every``): the training pipeline prefetches ahead of the loop, so
-    it waits until the trainer has mined that period instead of reading
-    whatever set is current. A resumed run mines its current period with the
-    resumed model (the mined set is not part of the checkpoint).
+    Batch ``step`` draws from the triplets mined for its period (``step //
+    every``), or - for a batch the pipeline prefetches before that period is
+    mined - from the latest set; the trainer restarts its input iterator after
+    every mining, so such prefetched batches are never trained on. A resumed
+    run mines its current period with the resumed model (the mined set is not
+    part of the checkpoint).
     """
 
     gives_positives = False
-    WAIT_SECONDS = 3600.0
 
     def __init__(self, labels, num_triplets: int, identities: int = 100, every: int = 500,
                  seed: int = 0):
@@ -106,7 +105,6 @@ class OHMSampler:
         self.refresh_every = max(1, int(every))
         self.batch_size = 3 * num_triplets
         self.mined: dict[int, np.ndarray] = {}          # period -> triplets
-        self._ready = threading.Condition()
 
     @property
     def triplets(self) -> np.ndarray | None:
@@ -127,22 +125,15 @@ class OHMSampler:
         if len(triplets) == 0:
             raise SamplerError("offline hard mining found no triplet (need identities with 2+ "
                                "images in the mined subset)")
-        with self._ready:
-            self.mined[period] = np.asarray(triplets, np.int64)
-            for old in [p for p in self.mined if p < period - 1]:
-                del self.mined[old]
-            self._ready.notify_all()
+        mined = dict(self.mined)             # replaced whole: the pipeline thread reads it
+        mined[period] = np.asarray(triplets, np.int64)
+        self.mined = {p: t for p, t in mined.items() if p >= period - 1}
 
     def batch_at(self, step: int) -> np.ndarray:
-        period = step // self.refresh_every
-        with self._ready:
-            if not self.mined:
-                raise SamplerError("OHMSampler used before the first mining (call refresh)")
-            if not self._ready.wait_for(lambda: period in self.mined or
-                                        max(self.mined) > period, self.WAIT_SECONDS):
-                raise SamplerError(f"OHM: no triplets mined for steps {period * self.refresh_every}"
-                                   f"-{(period + 1) * self.refresh_every - 1}")
-            triplets = self.mined.get(period, self.triplets)
+        mined = self.mined
+        if not mined:
+            raise SamplerError("OHMSampler used before the first mining (call refresh)")
+        triplets = mined.get(step // self.refresh_every, mined[max(mined)])
         rng = np.random.default_rng([self.seed, step])
         return triplets[rng.integers(len(triplets), size=self.num_triplets)].reshape(-1)
 

@@ -39,7 +39,7 @@ import tensorflow as tf
 from kreid import models
 from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
-from kreid.data.records import Record, attribute_columns, attribute_matrix, relabel
+from kreid.data.records import Record, attribute_columns, attribute_matrix, holdout, relabel
 from kreid.errors import NonFiniteError
 from kreid.training import checkpoint, schedules
 from kreid.training.artifacts import save_trained_model
@@ -51,67 +51,6 @@ from kreid.training.writer import MetricsWriter
 from kreid_edge.files import write_text
 
 log = logging.getLogger(__name__)
-
-
-def holdout(records: list[Record], num_ids: int, seed: int):
-    """Split ``num_ids`` training identities off as a validation query/gallery set
-    (the first image - or tracklet, when records have track ids - per identity and
-    camera is the query, the rest gallery)."""
-    pids = sorted({r.pid for r in records})
-    if not 0 < num_ids < len(pids):
-        raise ValueError(f"validation.holdout_ids={num_ids} must be in 1..{len(pids) - 1}")
-    val = set(np.random.default_rng(seed).choice(pids, num_ids, replace=False).tolist())
-    train = relabel([r for r in records if r.pid not in val])
-    query, gallery, first = [], [], {}
-    for r in sorted((r for r in records if r.pid in val), key=lambda r: r.path):
-        key = (r.pid, r.camid)
-        unit = r.trackid if r.trackid >= 0 else r.path     # whole tracklets stay together
-        first.setdefault(key, unit)
-        (query if first[key] == unit else gallery).append(dataclasses.replace(r, label=-1))
-    return train, query, gallery
-
-
-def _stages(config, steps_per_epoch: int = 1) -> list[dict]:
-    """The run's stages with their lengths in steps (``stage_unit`` epoch: given in epochs)."""
-    if config.get("stages"):
-        scale = steps_per_epoch if config.get("stage_unit", "step") == "epoch" else 1
-        return [{**dict(s), "steps": int(s["steps"]) * scale} for s in config.stages]
-    steps = int(config.total_steps)
-    if not steps and config.get("epochs"):
-        steps = int(config.epochs) * steps_per_epoch
-    if steps <= 0:
-        raise ValueError("set config.total_steps (or config.epochs) to a positive number")
-    return [{"steps": steps}]
-
-
-def _make_optimizer(config, schedule: schedules.ScheduleConfig):
-    import keras
-
-    name = config.optimizer.get("name", "adam")
-    lr = schedules.Schedule(**dataclasses.asdict(schedule))
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                                     weight_decay=config.optimizer.get("weight_decay") or None,
-                                     name="optimizer")     # fixed: checkpoint keys are paths
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr,
-                                    momentum=float(config.optimizer.get("momentum", 0.9)),
-                                    nesterov=bool(config.optimizer.get("nesterov", False)),
-                                    weight_decay=config.optimizer.get("weight_decay") or None,
-                                    name="optimizer")
-    raise ValueError(f"config.optimizer.name must be 'adam' or 'sgd', got {name!r}")
-
-
-def _schedule(config, stage: dict, steps_per_epoch: int) -> schedules.ScheduleConfig:
-    spec = {**dict(config.schedule), **dict(stage.get("schedule", {}))}
-    unit = spec.pop("unit", "step")
-    scale = steps_per_epoch if unit == "epoch" else 1
-    for key in ("t0", "t1", "warmup_steps", "every"):
-        if key in spec:
-            spec[key] = int(spec[key] * scale)
-    if "milestones" in spec:
-        spec["milestones"] = [int(m * scale) for m in spec["milestones"]]
-    return schedules.ScheduleConfig(**spec)
 
 
 class Trainer:
@@ -133,7 +72,7 @@ class Trainer:
         self.image_size = tuple(c.image_size)
         self.preprocessing = c.get("preprocessing") or models.preprocessing(c.model.name)
         # the sampler, and so the batch size, decided once: everything below depends on it
-        stage_losses = [dict(s.get("losses") or c.losses) for s in _stages(c)]
+        stage_losses = [dict(s.get("losses") or c.losses) for s in schedules.stages(c)]
         parsed = [t for losses in stage_losses for t in parse_losses(losses)]
         for t in parsed:
             if t.name == "ntuplet" and t.o["n"] > int(c.batch.p):
@@ -143,7 +82,7 @@ class Trainer:
         self.sampler = make_sampler(kinds, c, self.train_records, workdir)
         self.batch_size = int(self.sampler.batch_size)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_records) / self.batch_size))
-        self.stages = _stages(c, self.steps_per_epoch)
+        self.stages = schedules.stages(c, self.steps_per_epoch)
         self.bounds = [int(b) for b in np.cumsum([0] + [int(s["steps"]) for s in self.stages])]
         self.total_steps = self.bounds[-1]
         # model and the heads of every stage (stages share a head by term name); with
@@ -262,7 +201,7 @@ class Trainer:
 
     def _run_stage(self, index: int) -> dict:
         c, stage = self.config, self.stages[index]
-        schedule = _schedule(c, stage, self.steps_per_epoch)
+        schedule = schedules.stage_schedule(c, stage, self.steps_per_epoch)
         optimizer, variables = self._optimizer(stage, index, schedule)
         step_fn = self._make_step(self.objectives[index], optimizer, variables)
         refresh = int(self.sampler.refresh_every)
@@ -288,6 +227,7 @@ class Trainer:
                 self._save(optimizer)
             if refresh and self.step % refresh == 0 and self.step < end:
                 self.sampler.refresh(self.step, self._embed_indices)
+                iterator = iter(self._dataset(self.step))    # drop batches drawn before it
             if val_every and self.val and self.step % val_every == 0:
                 last.update(self._validate())
         self._save(optimizer)
@@ -306,7 +246,7 @@ class Trainer:
         variables = self.model.trainable_variables + [
             v for n in names for v in self.heads[n].trainable_variables]
         with self.replicas.scope():
-            optimizer = _make_optimizer(self.config, schedule)
+            optimizer = schedules.make_optimizer(self.config, schedule)
             optimizer.build(variables)
         if self.saved_optimizer:
             checkpoint.assign(optimizer.variables, self.saved_optimizer,

