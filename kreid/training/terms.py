@@ -14,6 +14,9 @@ with trainable weights, built on the embedding) and ``sampler`` (the batch
 sampler it needs: ``ohm`` or ``rptm``), and ``__call__(inputs)`` returning
 the term's scalar value.
 
+One module on purpose (over the house's ~400 lines): it *is* the registry, every
+term and the two layers that only terms use, readable in one place.
+
 Distribution: ``coupled`` terms (triplets, tuplets, prototypes) see the
 *global* batch gathered from all replicas; the others (the classifiers) see
 the local replica batch.
