@@ -69,7 +69,7 @@ class Objective:
 
     @property
     def samplers(self) -> set[str]:
-        """The special batch samplers the terms need (``ohm``, ``rptm``)."""
+        """The special batch samplers the terms need (``random_triplets``, ``ohm``, ``rptm``)."""
         return {t.sampler for t in self.terms if t.sampler}
 
     @property

@@ -11,7 +11,7 @@ it a ``name``, its ``options`` (name -> :class:`Option` with type and
 default; an unknown option or a wrong type fails at config time, naming the
 term, the option and the valid ones), optionally ``make_head`` (a Keras layer
 with trainable weights, built on the embedding) and ``sampler`` (the batch
-sampler it needs: ``ohm`` or ``rptm``), and ``__call__(inputs)`` returning
+sampler it needs: ``random_triplets``, ``ohm`` or ``rptm``), and ``__call__(inputs)`` returning
 the term's scalar value.
 
 One module on purpose (over the house's ~400 lines): it *is* the registry, every
@@ -134,7 +134,7 @@ class Term:
 
     @property
     def sampler(self) -> str | None:
-        """The batch sampler this term needs instead of PK batches (``ohm``, ``rptm``)."""
+        """The batch sampler this term needs instead of PK batches (``random_triplets``, ``ohm``, ``rptm``)."""
         return None
 
     def __call__(self, x: Inputs) -> tf.Tensor:
