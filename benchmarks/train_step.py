@@ -23,7 +23,8 @@ BATCH = flags.DEFINE_integer("batch", 128, "images per step (P x K)")
 STEPS = flags.DEFINE_integer("steps", 8, "steps timed per model")
 
 VARIANTS = {"resnet_edge_w48": ("resnet_edge", {"widths": (48, 96, 192, 384)}),
-            "resnet_edge_w64": ("resnet_edge", {"widths": (64, 128, 256, 512)})}
+            "resnet_edge_w64": ("resnet_edge", {"widths": (64, 128, 256, 512)}),
+            "mobilenet_v2_ls1": ("mobilenet_v2", {"last_stride": 1})}
 
 
 def main(argv):

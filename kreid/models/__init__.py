@@ -36,16 +36,20 @@ def _require(name: str) -> None:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(names())}")
 
 
-def preprocessing(name: str) -> str:
-    """The input scaling model ``name`` expects (an unknown name lists the registered ones)."""
+def preprocessing(name: str, weights=None) -> str:
+    """The input scaling model ``name`` expects (an unknown name lists the registered ones);
+    PyTorch ``weights`` (a ``.pt``/``.pth`` file or an offline source of
+    :mod:`kreid.models.weights`) were trained on ``torch`` scaling."""
     _require(name)
-    return PREPROCESSING[name]
+    from kreid.models.weights import is_torch_file
+    return "torch" if is_torch_file(weights) else PREPROCESSING[name]
 
 
 def build(name: str, input_shape=(128, 64, 3), embedding_dim: int | None = None,
           **kwargs) -> keras.Model:
     """Build model ``name``; ``embedding_dim`` None keeps the model's own default
-    (128 for lunet, trinet, mobilenet_edge and resnet_edge; 2048 for resnet50_reid)."""
+    (128 for lunet, trinet, mobilenet_edge, mobilenet_v2 and resnet_edge; 2048 for
+    resnet50_reid)."""
     _require(name)
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ValueError(f"input_shape must be (H, W, 3), got {input_shape}")

@@ -16,8 +16,12 @@
   than depthwise ones on a CPU; see BENCHMARKS.md).
 
 ``weights``: None (random), ``'imagenet'`` (Keras downloads them; needs the
-network), or the path of a local weights file of Keras' ResNet-50 without top
-(``.weights.h5`` or the legacy ``.h5``).
+network), the path of a local weights file of Keras' ResNet-50 without top
+(``.weights.h5`` or the legacy ``.h5``), or the path of a torchvision ResNet-50
+state dict (``.pt``/``.pth``, read without torch by :mod:`kreid.models.weights`):
+then the backbone takes torchvision's layout (ResNet v1.5: the stride sits on
+the 3x3 convolution, padded one pixel on every side; no convolution biases) and
+expects ``torch`` preprocessing (:func:`kreid.models.preprocessing` says so).
 """
 
 from __future__ import annotations
@@ -69,16 +73,19 @@ def trinet(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None,
     ... (25.74 M parameters)": He et al.'s ResNet-50 has no convolution biases,
     Keras' has (26,560 of them: 25.77 M). ``conv_bias=False`` builds the
     original (25.74 M) and folds the biases of Keras' weights into the BNs
-    (exact at inference); the default keeps Keras' network as it is.
+    (exact at inference); the default keeps Keras' network as it is. A PyTorch
+    ``weights`` file builds torchvision's bias-free layout whatever ``conv_bias`` says.
     """
-    base = resnet50_base(input_shape, weights)
     inputs = keras.Input(input_shape, name="images")
-    if conv_bias:
+    if _is_torch(weights):
+        backbone = _torchvision_backbone(input_shape, weights, last_stride=2)
+    elif conv_bias:
+        base = resnet50_base(input_shape, weights)
         backbone = keras.Model(base.input, base.output, name="backbone")
     else:
         backbone = resnet50_backbone(input_shape, last_stride=2, conv_bias=False)
         if weights is not None:
-            copy_weights_by_name(base, backbone)
+            copy_weights_by_name(resnet50_base(input_shape, weights), backbone)
     x = backbone(inputs)
     x = layers.Dense(1024, kernel_initializer="he_normal", name="fc1")(x)
     x = layers.ReLU(name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
@@ -124,16 +131,21 @@ def _se(x, name, reduction=16):
     return layers.Multiply(name=f"{name}_se_scale")([x, s])
 
 
-def _bottleneck(x, filters, stride, name, project, ibn, se, use_bias=True):
+def _bottleneck(x, filters, stride, name, project, ibn, se, use_bias=True,
+                torch_layout=False):
+    stride1, stride3 = (1, stride) if torch_layout else (stride, 1)
     if project:
         shortcut = layers.Conv2D(4 * filters, 1, strides=stride, use_bias=use_bias,
                                  name=f"{name}_0_conv")(x)
         shortcut = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    y = layers.Conv2D(filters, 1, strides=stride, use_bias=use_bias, name=f"{name}_1_conv")(x)
+    y = layers.Conv2D(filters, 1, strides=stride1, use_bias=use_bias, name=f"{name}_1_conv")(x)
     y = layers.Activation("relu", name=f"{name}_1_relu")(_norm(y, f"{name}_1_bn", ibn))
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_2_conv")(y)
+    if stride3 == 2:                      # PyTorch pads (1, 1); Keras "same" would pad (0, 1)
+        y = layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)
+    y = layers.Conv2D(filters, 3, strides=stride3, padding="valid" if stride3 == 2 else "same",
+                      use_bias=use_bias, name=f"{name}_2_conv")(y)
     y = layers.Activation("relu", name=f"{name}_2_relu")(
         layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_2_bn")(y))
     y = layers.Conv2D(4 * filters, 1, use_bias=use_bias, name=f"{name}_3_conv")(y)
@@ -144,9 +156,11 @@ def _bottleneck(x, filters, stride, name, project, ibn, se, use_bias=True):
 
 
 def resnet50_backbone(input_shape, last_stride: int = 1, ibn: bool = False,
-                      se: bool = False, conv_bias: bool = True) -> keras.Model:
+                      se: bool = False, conv_bias: bool = True,
+                      torch_layout: bool = False) -> keras.Model:
     """ResNet-50 with Keras' layer names; ``conv_bias=False`` is He et al.'s original
-    (no bias in any convolution: each is followed by a BN)."""
+    (no bias in any convolution: each is followed by a BN); ``torch_layout`` is
+    torchvision's v1.5 (stride on the 3x3 convolution)."""
     inputs = keras.Input(input_shape, name="images")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
@@ -158,9 +172,24 @@ def resnet50_backbone(input_shape, last_stride: int = 1, ibn: bool = False,
         for b in range(1, blocks + 1):
             stride = 1 if stage == 2 or b > 1 else (last_stride if stage == 5 else 2)
             x = _bottleneck(x, filters, stride, f"conv{stage}_block{b}", project=b == 1,
-                            ibn=ibn and stage < 5, se=se, use_bias=conv_bias)
+                            ibn=ibn and stage < 5, se=se, use_bias=conv_bias,
+                            torch_layout=torch_layout)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, x, name="backbone")
+
+
+def _is_torch(weights) -> bool:
+    from kreid.models.weights import is_torch_file
+    return is_torch_file(weights)
+
+
+def _torchvision_backbone(input_shape, weights, last_stride: int) -> keras.Model:
+    """torchvision's ResNet-50 layout with the weights of a PyTorch state dict."""
+    from kreid.models.weights import load_torchvision_resnet50, resolve
+
+    backbone = resnet50_backbone(input_shape, last_stride, conv_bias=False, torch_layout=True)
+    load_torchvision_resnet50(backbone, resolve(weights))
+    return backbone
 
 
 def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
@@ -207,9 +236,15 @@ def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_str
     """
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
-    backbone = resnet50_backbone(input_shape, last_stride, ibn, se)
-    if weights is not None:
-        copy_weights_by_name(resnet50_base(input_shape, weights), backbone)
+    if _is_torch(weights):
+        if ibn or se:
+            raise ValueError("resnet50_reid: torchvision weights fit the plain ResNet-50 "
+                             "(ibn=False, se=False)")
+        backbone = _torchvision_backbone(input_shape, weights, last_stride)
+    else:
+        backbone = resnet50_backbone(input_shape, last_stride, ibn, se)
+        if weights is not None:
+            copy_weights_by_name(resnet50_base(input_shape, weights), backbone)
     inputs = keras.Input(input_shape, name="images")
     x = backbone(inputs)
     if embedding_dim != 2048:

@@ -70,7 +70,8 @@ class Trainer:
         self.train_records, self.val = self._training_records()
         self.num_classes = len({r.label for r in self.train_records})
         self.image_size = tuple(c.image_size)
-        self.preprocessing = c.get("preprocessing") or models.preprocessing(c.model.name)
+        self.preprocessing = c.get("preprocessing") or models.preprocessing(
+            c.model.name, c.model.get("kwargs", {}).get("weights"))
         # the sampler, and so the batch size, decided once: everything below depends on it
         stage_losses = [dict(s.get("losses") or c.losses) for s in schedules.stages(c)]
         parsed = [t for losses in stage_losses for t in parse_losses(losses)]

