@@ -110,11 +110,11 @@ def mobilenet_v2(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=No
     """
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
-    backbone = mobilenet_v2_backbone(input_shape, last_stride)
     if weights == "imagenet":
         raise ValueError("mobilenet_v2: Keras' MobileNetV2 ImageNet weights pad differently; "
                          "use weights='mobilenet_v2_imagenet' (offline, torchvision layout) "
                          "or a PyTorch MobileNetV2 state dict")
+    backbone = mobilenet_v2_backbone(input_shape, last_stride)
     if weights is not None:
         from kreid.models.weights import load_torch_mobilenet_v2, resolve
         load_torch_mobilenet_v2(backbone, resolve(weights))

