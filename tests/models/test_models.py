@@ -116,7 +116,7 @@ def test_resnet50_reid_variants():
     assert isinstance(plain.get_layer("bnneck"), keras.layers.BatchNormalization)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_edge", "resnet_edge"])
+@pytest.mark.parametrize("name", ["mobilenet_edge", "resnet_edge", "mobilenet_v2"])
 def test_edge_backbone_uses_int8_friendly_ops_only(name):
     model = models.build(name, (128, 64, 3))
     allowed = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
@@ -147,7 +147,7 @@ def test_resnet_edge_layout():
 
 @pytest.mark.parametrize("name,size,kwargs", [
     ("lunet", (64, 32), {}), ("mobilenet_edge", (64, 32), {}), ("resnet_edge", (64, 32), {}),
-    ("resnet50_reid", (64, 32), {"ibn": True, "se": True})])
+    ("mobilenet_v2", (64, 32), {}), ("resnet50_reid", (64, 32), {"ibn": True, "se": True})])
 def test_save_load_round_trip(tmp_path, name, size, kwargs):
     model = models.build(name, (*size, 3), **kwargs)
     x = np.random.default_rng(0).random((2, *size, 3)).astype(np.float32)

@@ -40,3 +40,4 @@ from kreid.data.datasets import peta  # noqa: E402,F401
 from kreid.data.datasets import mars  # noqa: E402,F401
 from kreid.data.datasets import vehicles  # noqa: E402,F401
 from kreid.data.datasets import generic  # noqa: E402,F401
+from kreid.data.datasets import joint  # noqa: E402,F401

@@ -1,0 +1,131 @@
+"""LuNet training step against this CPU's FLOP limit and against PyTorch (issue 14); a
+benchmark, not a test.
+
+    .venv/bin/python benchmarks/lunet_step.py --torch_python=/tmp/torchenv/bin/python
+
+In one run: (1) the FLOP limit, an fp32 2048^3 matmul in TensorFlow; (2) kreid's
+LuNet (Table 6) training step at 128x64, batch hard with the soft margin, Adam,
+P=18 K=4, compiled, on a random batch in memory; (3) the same network, loss and
+optimizer in PyTorch (``lunet_torch.py``, run by ``--torch_python``: torch is
+never a kreid dependency; install it in its own virtualenv, e.g.
+``python -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0``).
+FLOPs per training image are counted from the layers (2 per multiply-add;
+backward = 2x forward), so the percentage is of useful work only.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+TORCH_PYTHON = flags.DEFINE_string("torch_python", None,
+                                   "python of an environment with torch (skipped if unset)")
+STEPS = flags.DEFINE_integer("steps", 10, "timed steps")
+P = flags.DEFINE_integer("p", 18, "identities per batch")
+K = flags.DEFINE_integer("k", 4, "images per identity")
+SIZE = flags.DEFINE_list("size", ["128", "64"], "input height,width")
+MIXED = flags.DEFINE_bool("bf16", False, "Keras mixed_bfloat16 policy")
+
+
+def forward_macs(model) -> int:
+    """Multiply-adds of one forward pass of one image (convolutions and dense layers)."""
+    import keras
+
+    macs = 0
+    for layer in _leaves(model):
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            macs += h * w * kh * kw * layer.input.shape[-1] * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(macs)
+
+
+def _leaves(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _leaves(layer)
+        else:
+            yield layer
+
+
+def gemm_gflops(n: int = 2048, reps: int = 10) -> float:
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    matmul().numpy()
+    start = time.perf_counter()
+    for _ in range(reps):
+        matmul().numpy()
+    return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def keras_rate(h: int, w: int, batch: int) -> float:
+    import keras
+    import tensorflow as tf
+
+    from kreid import models
+    from kreid.losses import batch_hard
+
+    if MIXED.value:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = models.build("lunet", (h, w, 3))
+    optimizer = keras.optimizers.Adam(3e-4)
+    images = tf.random.uniform((batch, h, w, 3))
+    labels = tf.repeat(tf.range(P.value), K.value)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            emb = tf.cast(model(images, training=True), tf.float32)
+            loss = batch_hard(emb, labels, margin="soft")
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    for _ in range(3):
+        step().numpy()
+    start = time.perf_counter()
+    for _ in range(STEPS.value):
+        step().numpy()
+    return STEPS.value * batch / (time.perf_counter() - start), forward_macs(model)
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    h, w = (int(v) for v in SIZE.value)
+    batch = P.value * K.value
+    limit = gemm_gflops()
+    rate, macs = keras_rate(h, w, batch)
+    flop_per_image = 3 * 2 * macs                     # forward + backward (2x forward)
+    ceiling = limit * 1e9 / flop_per_image
+    out = {"cores": os.cpu_count(), "tf": tf.__version__, "gemm_gflops": round(limit, 1),
+           "forward_gmac_per_image": round(macs / 1e9, 3),
+           "train_gflop_per_image": round(flop_per_image / 1e9, 2),
+           "ceiling_img_s": round(ceiling, 1), "keras_img_s": round(rate, 1),
+           "keras_pct_of_limit": round(100 * rate / ceiling, 1), "bf16": MIXED.value}
+    if TORCH_PYTHON.value:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lunet_torch.py")
+        done = subprocess.run([TORCH_PYTHON.value, script, str(h), str(w), str(P.value),
+                               str(K.value), str(STEPS.value)], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{script} failed: {done.stderr[-800:]}")
+        torch = json.loads(done.stdout.strip().splitlines()[-1])
+        out.update({"torch": torch["version"], "torch_img_s": round(torch["img_s"], 1),
+                    "torch_params": torch["params"],
+                    "keras_over_torch": round(rate / torch["img_s"], 2)})
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    app.run(main)
