@@ -1,5 +1,6 @@
 """Every loader on a tiny fixture written in the dataset's exact on-disk layout."""
 
+import collections
 import os
 
 import numpy as np
@@ -371,3 +372,49 @@ def test_small_sets_on_an_empty_folder_name_it(tmp_path, name, sub):
     (tmp_path / sub).mkdir()
     with pytest.raises(DatasetLayoutError, match=sub):
         datasets.load(name, str(tmp_path))
+
+
+def test_joint_trains_on_every_extra_image_and_tests_on_the_primary(real_data):
+    cuhk = datasets.load("cuhk03", os.path.join(real_data, "cuhk03_labeled"))
+    peta = os.path.join(real_data, "peta")
+    ds = datasets.load("joint", os.path.join(real_data, "cuhk03_labeled"),
+                       extra=[f"viper:{peta}", f"grid:{peta}"])
+    assert [r.path for r in ds.query] == [r.path for r in cuhk.query]
+    assert [r.path for r in ds.gallery] == [r.path for r in cuhk.gallery]
+    viper = datasets.load("viper", peta)
+    viper_paths = {r.path for r in viper.train + viper.query + viper.gallery}
+    train_paths = [r.path for r in ds.train]
+    assert len(train_paths) == len(set(train_paths))
+    assert viper_paths <= set(train_paths)               # its test split trains here too
+    assert ds.meta["extra"]["viper"] == {"identities": 632, "images": 1264}   # 000 is a person
+    assert ds.meta["extra"]["grid"] == {"identities": 250, "images": 500}   # singles dropped
+    assert ds.num_train_ids == cuhk.num_train_ids + 632 + 250
+    by_source = collections.defaultdict(set)             # no identity or camera is shared
+    cams = collections.defaultdict(set)
+    for r in ds.train:
+        source = "viper" if r.path in viper_paths else ("cuhk03" if "cuhk03" in r.path else "grid")
+        by_source[source].add(r.pid)
+        cams[source].add(r.camid)
+    assert not (by_source["cuhk03"] & by_source["viper"]) and not (
+        by_source["viper"] & by_source["grid"])
+    assert not (cams["cuhk03"] & cams["viper"]) and not (cams["viper"] & cams["grid"])
+    assert sorted({r.label for r in ds.train}) == list(range(ds.num_train_ids))
+    assert all(r.attributes is None for r in ds.train)
+    with pytest.raises(ValueError, match="extra.*'viper'.*name:root"):
+        datasets.load("joint", os.path.join(real_data, "cuhk03_labeled"), extra=["viper"])
+    primary_train = [(r.path, r.pid, r.camid) for r in cuhk.train]
+    assert [(r.path, r.pid, r.camid) for r in ds.train[:len(cuhk.train)]] == primary_train
+
+
+def test_joint_keeps_cameraless_sets_cameraless_and_refuses_test_leaks(real_data):
+    peta = os.path.join(real_data, "peta")
+    ds = datasets.load("joint", os.path.join(real_data, "cuhk03_labeled"),
+                       extra=[f"ilids:{peta}", f"ilids:{peta}"])   # listed twice: once
+    ilids = datasets.load("ilids", peta)
+    extra = [r for r in ds.train if "iLIDS" in r.path]
+    assert {r.camid for r in extra} == {-1}
+    assert len(extra) == len({r.path for r in extra}) == ds.meta["extra"]["ilids"]["images"]
+    per_id = collections.Counter(r.pid for r in ilids.train + ilids.query + ilids.gallery)
+    assert len(extra) == sum(n for n in per_id.values() if n >= 2)     # min_images=2
+    with pytest.raises(ValueError, match="test split of viper"):
+        datasets.load("joint", peta, primary="viper", extra=[f"viper:{peta}"])
