@@ -36,8 +36,10 @@ def forward_macs(model) -> int:
     """Multiply-adds of one forward pass of one image (convolutions and dense layers)."""
     import keras
 
+    from kreid.models.weights import all_layers
+
     macs = 0
-    for layer in _leaves(model):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.Conv2D):
             _, h, w, c_out = layer.output.shape
             kh, kw = layer.kernel_size
@@ -45,14 +47,6 @@ def forward_macs(model) -> int:
         elif isinstance(layer, keras.layers.Dense):
             macs += layer.kernel.shape[0] * layer.kernel.shape[1]
     return int(macs)
-
-
-def _leaves(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from _leaves(layer)
-        else:
-            yield layer
 
 
 def gemm_gflops(n: int = 2048, reps: int = 10) -> float:

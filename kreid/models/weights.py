@@ -312,7 +312,7 @@ def _bn_values(sd: dict, prefix: str) -> list[np.ndarray]:
 
 def _assign(model, targets: dict[str, list[np.ndarray]], used: set, sd: dict, path: str) -> int:
     """Set each named Keras layer's weights; one error lists every problem."""
-    layers = {layer.name: layer for layer in _all_layers(model)}
+    layers = {layer.name: layer for layer in all_layers(model)}
     problems = []
     for name, values in targets.items():
         layer = layers.get(name)
@@ -337,10 +337,11 @@ def _assign(model, targets: dict[str, list[np.ndarray]], used: set, sd: dict, pa
     return len(targets)
 
 
-def _all_layers(model):
+def all_layers(model):
+    """The leaf layers of ``model``, nested sub-models opened."""
     for layer in model.layers:
         if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
         else:
             yield layer
 
@@ -413,7 +414,7 @@ def load_torch_mobilenet_v2(backbone, path: str) -> int:
             bns.setdefault(block, []).append(key[:-len(".running_mean")])
     from keras import layers
 
-    depthwise = {layer.name for layer in _all_layers(backbone)
+    depthwise = {layer.name for layer in all_layers(backbone)
                  if isinstance(layer, layers.DepthwiseConv2D)}
     targets, used = {}, set()
     for block, keys in convs.items():

@@ -95,19 +95,28 @@ def test_malformed_tensor_metadata_is_refused(tmp_path, view, why, legacy):
         read_torch_state_dict(str(path))
 
 
+def _rewrite_zip(path, edit):
+    """Rewrite the members of zip ``path`` through ``edit(dict name -> bytes)``."""
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    edit(members)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
 def test_build_cannot_modify_admitted_objects(tmp_path):
     """BUILD on a tensor (setting its attributes) is refused, not obeyed."""
     path = tmp_path / "build.pt"
     torch_files.save({"w": np.ones(2, np.float32)}, str(path))
-    with zipfile.ZipFile(path) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    pkl = members["archive/data.pkl"]
-    # ... _rebuild_tensor_v2(...) R  -> then BUILD with a dict before SETITEM
-    at = pkl.rindex(b"R")                          # the tensor's REDUCE, last opcode but SETITEM
-    members["archive/data.pkl"] = pkl[:at + 1] + b"}X\x05\x00\x00\x00arrayK\x01sb" + pkl[at + 1:]
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
+
+    def add_build(members):        # ... _rebuild_tensor_v2(...) R, then BUILD before SETITEM
+        pkl = members["archive/data.pkl"]
+        at = pkl.rindex(b"R")                      # the tensor's REDUCE, last opcode but SETITEM
+        members["archive/data.pkl"] = (pkl[:at + 1] + b"}X\x05\x00\x00\x00arrayK\x01sb"
+                                       + pkl[at + 1:])
+
+    _rewrite_zip(path, add_build)
     with pytest.raises(TorchFileError, match="build.pt.*refused to set the state"):
         read_torch_state_dict(str(path))
 
@@ -123,12 +132,7 @@ def test_storage_sizes_are_checked_before_reading(tmp_path):
         read_torch_state_dict(str(legacy))
     short = tmp_path / "short.pt"
     torch_files.save({"w": np.ones(8, np.float32)}, str(short))
-    with zipfile.ZipFile(short) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    members["archive/data/0"] = members["archive/data/0"][:12]
-    with zipfile.ZipFile(short, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
+    _rewrite_zip(short, lambda m: m.update({"archive/data/0": m["archive/data/0"][:12]}))
     with pytest.raises(TorchFileError, match="short.pt.*12 bytes, expected 32"):
         read_torch_state_dict(str(short))
 

