@@ -5,6 +5,13 @@
     .venv/bin/python benchmarks/evaluation.py --task=rerank       # k-reciprocal, from features
     .venv/bin/python benchmarks/evaluation.py --task=large        # 3,368 x 519,732 gallery
     .venv/bin/python benchmarks/evaluation.py --task=rerank_dense --num_query=500 --num_gallery=4000
+    .venv/bin/python benchmarks/evaluation.py --task=fastreid --fastreid_python=/tmp/cyenv/bin/python \
+        --fastreid_pyx=<fast-reid>/fastreid/evaluation/rank_cylib/rank_cy.pyx
+
+``--task=fastreid`` times kreid's metrics and fast-reid's Cython evaluator
+(``fastreid_eval.py``, compiled in an environment with numpy + Cython, e.g.
+``python -m venv /tmp/cyenv && /tmp/cyenv/bin/pip install cython numpy setuptools``)
+on the same distance matrix, best of ``--repeats`` each.
 
 Embeddings are synthetic (751 identities, 6 cameras, 128-d, clustered with
 noise), with Market-1501's sizes. Peak memory is this process's max RSS.
@@ -16,7 +23,12 @@ import time
 import numpy as np
 from absl import app, flags
 
-TASK = flags.DEFINE_enum("task", "metrics", ["metrics", "loop", "rerank", "rerank_dense", "large"], "what to time")
+TASK = flags.DEFINE_enum("task", "metrics",
+                        ["metrics", "loop", "rerank", "rerank_dense", "large", "fastreid"],
+                        "what to time")
+FASTREID_PYTHON = flags.DEFINE_string("fastreid_python", None, "python with numpy + Cython")
+FASTREID_PYX = flags.DEFINE_string("fastreid_pyx", None, "fast-reid's rank_cylib/rank_cy.pyx")
+REPEATS = flags.DEFINE_integer("repeats", 5, "timed repeats for --task=fastreid (best kept)")
 NQ = flags.DEFINE_integer("num_query", 3368, "queries")
 NG = flags.DEFINE_integer("num_gallery", 19732, "gallery images (test set)")
 DISTRACTORS = flags.DEFINE_integer("distractors", 500000, "extra distractors for --task=large")
@@ -41,11 +53,48 @@ def peak_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
+def compare_fastreid(dist, q_pids, g_pids, q_cams, g_cams):
+    """kreid's metrics against fast-reid's Cython evaluator on one distance matrix."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from kreid.evaluation import metrics
+
+    if not (FASTREID_PYTHON.value and FASTREID_PYX.value):
+        sys.exit("--task=fastreid needs --fastreid_python and --fastreid_pyx")
+    times = []
+    for _ in range(REPEATS.value):
+        start = time.perf_counter()
+        res = metrics.evaluate(dist, q_pids, g_pids, q_cams, g_cams)
+        times.append(time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "problem.npz")
+        np.savez(path, dist=dist, q_pids=q_pids, g_pids=g_pids, q_cams=q_cams, g_cams=g_cams)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastreid_eval.py")
+        done = subprocess.run([FASTREID_PYTHON.value, script, FASTREID_PYX.value, path,
+                               str(REPEATS.value)], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{script} failed: {done.stderr[-800:]}")
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps({"queries": len(q_pids), "gallery": len(g_pids),
+                      "kreid_s": round(min(times), 3), "kreid_mAP": round(100 * res["mAP"], 3),
+                      "kreid_rank1": round(100 * float(res["cmc"][0]), 3),
+                      "fastreid_s": round(theirs["seconds"], 3),
+                      "fastreid_mAP": round(100 * theirs["mAP"], 3),
+                      "fastreid_rank1": round(100 * theirs["rank1"], 3),
+                      "speedup": round(theirs["seconds"] / min(times), 2)}))
+
+
 def main(argv):
     del argv
     from kreid.evaluation import distances, metrics
 
     q, q_pids, q_cams, g, g_pids, g_cams, rng, dim = problem()
+    if TASK.value == "fastreid":
+        return compare_fastreid(distances.distance_matrix(q, g), q_pids, g_pids, q_cams, g_cams)
     if TASK.value in ("metrics", "loop"):
         dist = distances.distance_matrix(q, g)
         start = time.perf_counter()

@@ -15,6 +15,7 @@ backward = 2x forward), so the percentage is of useful work only.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,11 @@ P = flags.DEFINE_integer("p", 18, "identities per batch")
 K = flags.DEFINE_integer("k", 4, "images per identity")
 SIZE = flags.DEFINE_list("size", ["128", "64"], "input height,width")
 MIXED = flags.DEFINE_bool("bf16", False, "Keras mixed_bfloat16 policy")
+PROFILE = flags.DEFINE_string("profile", None, "also trace 5 steps with the TensorFlow profiler "
+                              "into this folder and print the time per op type")
+JIT = flags.DEFINE_bool("jit", False, "compile the step with XLA (jit_compile=True)")
+INTEROP = flags.DEFINE_integer("interop", 0, "inter-op threads (0: TensorFlow's default)")
+TOP = flags.DEFINE_integer("top", 25, "op types listed by --profile")
 
 
 def forward_macs(model) -> int:
@@ -76,7 +82,7 @@ def keras_rate(h: int, w: int, batch: int) -> float:
     images = tf.random.uniform((batch, h, w, 3))
     labels = tf.repeat(tf.range(P.value), K.value)
 
-    @tf.function
+    @tf.function(jit_compile=JIT.value)
     def step():
         with tf.GradientTape() as tape:
             emb = tf.cast(model(images, training=True), tf.float32)
@@ -90,13 +96,53 @@ def keras_rate(h: int, w: int, batch: int) -> float:
     start = time.perf_counter()
     for _ in range(STEPS.value):
         step().numpy()
-    return STEPS.value * batch / (time.perf_counter() - start), forward_macs(model)
+    rate = STEPS.value * batch / (time.perf_counter() - start)
+    if PROFILE.value:
+        tf.profiler.experimental.start(PROFILE.value)
+        for _ in range(5):
+            step().numpy()
+        tf.profiler.experimental.stop()
+    return rate, forward_macs(model)
+
+
+OP_EVENT = re.compile(r"^[^:\s]+:[A-Za-z_]\w*$")
+
+
+def op_times(logdir: str) -> list[tuple[str, float, int]]:
+    """(op type, milliseconds per step, op count per step) from the newest trace in ``logdir``,
+    summed over the host threads (so with 2 threads busy the total is about 2x wall time)."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    path = max(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True),
+               key=os.path.getmtime)
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                if not OP_EVENT.match(name):   # TF ops are "name:Type"; not the wrappers
+                    continue                   # ("EagerLocalExecute: __inference_..." etc.)
+                kind = name.rsplit(":", 1)[1]
+                total[kind] = total.get(kind, 0.0) + event.duration_ps / 1e9
+                count[kind] = count.get(kind, 0) + 1
+    return sorted(((k, v / 5, count[k] // 5) for k, v in total.items()), key=lambda r: -r[1])
 
 
 def main(argv):
     del argv
     import tensorflow as tf
 
+    if INTEROP.value:
+        tf.config.threading.set_inter_op_parallelism_threads(INTEROP.value)
     h, w = (int(v) for v in SIZE.value)
     batch = P.value * K.value
     limit = gemm_gflops()
@@ -107,11 +153,13 @@ def main(argv):
            "forward_gmac_per_image": round(macs / 1e9, 3),
            "train_gflop_per_image": round(flop_per_image / 1e9, 2),
            "ceiling_img_s": round(ceiling, 1), "keras_img_s": round(rate, 1),
-           "keras_pct_of_limit": round(100 * rate / ceiling, 1), "bf16": MIXED.value}
+           "keras_pct_of_limit": round(100 * rate / ceiling, 1), "bf16": MIXED.value,
+           "jit": JIT.value, "interop": INTEROP.value}
     if TORCH_PYTHON.value:
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lunet_torch.py")
         done = subprocess.run([TORCH_PYTHON.value, script, str(h), str(w), str(P.value),
-                               str(K.value), str(STEPS.value)], capture_output=True, text=True)
+                               str(K.value), str(STEPS.value), "bf16" if MIXED.value else "fp32"],
+                              capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"{script} failed: {done.stderr[-800:]}")
         torch = json.loads(done.stdout.strip().splitlines()[-1])
@@ -119,6 +167,13 @@ def main(argv):
                     "torch_params": torch["params"],
                     "keras_over_torch": round(rate / torch["img_s"], 2)})
     print(json.dumps(out))
+    if PROFILE.value:
+        rows = op_times(PROFILE.value)
+        busy = sum(ms for _, ms, _ in rows)
+        print(f"op time per step (host threads summed): {busy:.0f} ms; "
+              f"wall per step {1000 * batch / rate:.0f} ms")
+        for kind, ms, n in rows[:TOP.value]:
+            print(f"  {kind:32s} {ms:8.1f} ms {100 * ms / busy:5.1f}%  x{n}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """LuNet (Table 6, as kreid.models.lunet builds it) training step in PyTorch, for
 benchmarks/lunet_step.py; run with the python of an environment that has torch:
 
-    python benchmarks/lunet_torch.py H W P K STEPS
+    python benchmarks/lunet_torch.py H W P K STEPS [fp32|bf16]
 
 Prints one JSON line: torch version, parameters, images/s (the faster of NCHW and
-channels_last memory formats, both timed).
+channels_last memory formats, both timed). ``bf16`` runs the forward pass under
+``torch.autocast("cpu", bfloat16)``, PyTorch's counterpart of Keras' mixed_bfloat16
+policy (the loss in float32 in both).
 """
 
 import json
@@ -71,7 +73,7 @@ def batch_hard_soft(emb, labels):
     return nn.functional.softplus(hardest_pos - hardest_neg).mean()
 
 
-def rate(h, w, p, k, steps, channels_last):
+def rate(h, w, p, k, steps, channels_last, bf16=False):
     torch.manual_seed(0)
     model = lunet(h, w)
     images = torch.rand(p * k, 3, h, w)
@@ -84,7 +86,9 @@ def rate(h, w, p, k, steps, channels_last):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = batch_hard_soft(model(images), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            emb = model(images)
+        loss = batch_hard_soft(emb.float(), labels)
         loss.backward()
         opt.step()
         return loss.item()
@@ -100,9 +104,10 @@ def rate(h, w, p, k, steps, channels_last):
 
 def main():
     h, w, p, k, steps = (int(v) for v in sys.argv[1:6])
+    bf16 = len(sys.argv) > 6 and sys.argv[6] == "bf16"     # autocast, as Keras' mixed policy
     torch.set_num_threads(os.cpu_count())
-    nchw, params = rate(h, w, p, k, steps, False)
-    nhwc, _ = rate(h, w, p, k, steps, True)
+    nchw, params = rate(h, w, p, k, steps, False, bf16)
+    nhwc, _ = rate(h, w, p, k, steps, True, bf16)
     print(json.dumps({"version": torch.__version__, "params": params, "nchw_img_s": nchw,
                       "channels_last_img_s": nhwc, "img_s": max(nchw, nhwc)}))
 

@@ -67,7 +67,8 @@ class KerasEmbedder:
 
         self.model, self.preprocessing, self.path = model, preprocessing, path
         spec = tf.TensorSpec([None, *self.input_size, 3], tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._forward = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
+                                    input_signature=[spec])
 
     @property
     def input_size(self) -> tuple[int, int]:

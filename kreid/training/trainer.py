@@ -41,7 +41,7 @@ from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
 from kreid.data.records import Record, attribute_columns, attribute_matrix, holdout, relabel
 from kreid.errors import NonFiniteError
-from kreid.training import checkpoint, schedules
+from kreid.training import checkpoint, precision, schedules
 from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
 from kreid.training.objective import Objective
@@ -122,9 +122,10 @@ class Trainer:
 
         c = self.config
         keras.utils.set_random_seed(int(c.seed))   # same initial weights in every run
+        precision.check(c.get("precision", "float32"))
         with self.replicas.scope():
-            model = models.build(c.model.name, (*self.image_size, 3), int(c.model.embedding_dim),
-                                 **dict(c.model.get("kwargs", {})))
+            with precision.policy(c.get("precision", "float32")):    # the heads stay float32
+                model = self._build_model()
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
                 for layer in model._flatten_layers():
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -139,6 +140,11 @@ class Trainer:
                 objective.build()
             model(tf.zeros((1, *self.image_size, 3)), training=False)
         return model, objectives, heads
+
+    def _build_model(self):
+        c = self.config
+        return models.build(c.model.name, (*self.image_size, 3), int(c.model.embedding_dim),
+                            **dict(c.model.get("kwargs", {})))
 
     def _embedding_model(self):
         """The model without f_attr (the first ``attr_dim`` dims) when attributes are on."""
@@ -193,9 +199,13 @@ class Trainer:
         while self.step < self.total_steps:
             self.stage = int(np.searchsorted(self.bounds, self.step, side="right") - 1)
             summary = self._run_stage(self.stage)
+        self.model.trainable = True
+        models.freeze_backbone(self.model, False)
+        float_model = precision.float32_copy(self.model)
+        if float_model is not self.model:     # saved, evaluated and exported in float32
+            self.model, self._embedder = float_model, None
+            self.embedding_model = self._embedding_model()
         if self.is_chief:
-            self.model.trainable = True
-            models.freeze_backbone(self.model, False)
             save_trained_model(self.embedding_model, self.heads, self.workdir, self.config,
                                self.image_size, self.preprocessing, self.step)
         return summary
@@ -275,7 +285,7 @@ class Trainer:
         def replica_fn(batch, step):
             gather = replicas.gather
             with tf.GradientTape() as tape:
-                emb = model(batch["images"], training=True)
+                emb = tf.cast(model(batch["images"], training=True), tf.float32)
                 loss, values = objective(emb, batch, gather, replicas.num,
                                          tf.stack([tf.constant(seed0, tf.int64), step]))
             grads = tape.gradient(loss, variables)

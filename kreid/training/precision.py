@@ -1,0 +1,92 @@
+"""Training precision: ``config.precision`` is ``float32`` (default) or ``mixed_bfloat16``.
+
+``mixed_bfloat16`` is Keras' mixed policy: the model's layers compute in
+bfloat16 and keep float32 variables (so checkpoints are the same either way);
+the heads, the losses and the optimizer stay float32, and the embeddings are
+cast to float32 before any loss sees them. bfloat16 has float32's exponent
+range, so no loss scaling is needed (float16 would need it; kreid does not
+offer it). Hardware with bfloat16 arithmetic runs it natively: CPUs with
+AVX512_BF16 or AMX (oneDNN), GPUs from compute capability 8.0 (Ampere); on
+other hardware it is emulated and slower, which :func:`check` warns about.
+What it buys and costs on this machine is measured in BENCHMARKS.md
+(``benchmarks/lunet_step.py --bf16``, and a demo run for the accuracy).
+
+After training the model is rebuilt in float32 with the trained weights
+(:func:`float32_copy`, a clone of its layers): ``embedding.keras``, the final evaluation and every
+export see a float32 model whatever the training precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def validate(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"config.precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {precision!r}")
+    return precision
+
+
+def native_bfloat16() -> str | None:
+    """What runs bfloat16 natively here (a GPU's name, or the CPU flag), or None."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= (8, 0):
+            return f"{gpu.name} (compute capability {capability[0]}.{capability[1]})"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return None
+    found = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
+    return f"CPU {found[0]}" if found else None
+
+
+def check(precision: str) -> None:
+    """Validate ``precision``; warn when bfloat16 would be emulated on this hardware."""
+    if validate(precision) == "mixed_bfloat16" and native_bfloat16() is None:
+        log.warning("config.precision='mixed_bfloat16': no bfloat16 hardware found (a CPU "
+                    "with AVX512_BF16/AMX or a GPU of compute capability >= 8.0); it will be "
+                    "emulated and is likely slower than float32")
+
+
+@contextlib.contextmanager
+def policy(precision: str):
+    """Layers built inside use ``precision``'s Keras dtype policy (the global policy is
+    restored on exit, so heads and later models stay float32)."""
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(validate(precision))
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def float32_copy(model):
+    """``model`` itself if it computes in float32, else a float32 clone holding its weights
+    (layer by layer from the layers' configs: nothing is rebuilt from the model's config,
+    so no pretrained file is read again)."""
+    import keras
+
+    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def as_float32(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=as_float32, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
