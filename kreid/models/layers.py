@@ -1,0 +1,99 @@
+"""Layers kreid's own architectures share: a batch norm that trains with the fused kernel.
+
+:class:`BatchNorm` is Keras' ``BatchNormalization`` with the same variables,
+maths and saved format; only its training step on the TensorFlow backend
+changes. Keras 3 computes batch statistics and the normalisation as separate
+element-wise ops (mean, squared difference, mean, multiply, subtract, add;
+their gradients as many more), each a full pass over the activation in
+memory. Profiled on LuNet's 128x64 training step (``benchmarks/lunet_step.py
+--profile``, BENCHMARKS.md), those passes were about a quarter of the step's
+op time. ``tf.nn.fused_batch_norm`` does the same in one kernel forward and
+one backward (oneDNN on CPU, cuDNN on GPU: the path tf.keras 2 always took).
+Inference (``training=False``), and so every export, runs Keras' own code
+unchanged, and every case the fused kernel does not cover falls back to it:
+other backends, inputs that are not 4-D channels-last, masks, renorm,
+synchronized (cross-replica) statistics, and epsilons below the kernel's
+1.001e-5 floor (PyTorch-layout models use 1e-5).
+
+The moving statistics follow Keras' rule with the *biased* batch variance, as
+``BatchNormalization`` does; the fused kernel returns the unbiased one, which
+is rescaled by (n - 1) / n.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class BatchNorm(layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` that trains with the fused kernel on TensorFlow."""
+
+    def _fusable(self, inputs, training, mask) -> bool:
+        return (bool(training) and self.trainable and mask is None and not self.renorm
+                and not self.synchronized and keras.backend.backend() == "tensorflow"
+                and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and self.epsilon >= _FUSED_MIN_EPSILON
+                and keras.backend.standardize_dtype(inputs.dtype) in ("float32", "bfloat16", "float16"))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        scale = self.gamma if self.scale else tf.ones((channels,), tf.float32)
+        offset = self.beta if self.center else tf.zeros((channels,), tf.float32)
+        y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.cast(scale, tf.float32), tf.cast(offset, tf.float32),
+            epsilon=self.epsilon, data_format="NHWC", is_training=True)
+        n = tf.cast(tf.size(inputs) // channels, tf.float32)
+        variance = unbiased * tf.maximum(n - 1.0, 0.0) / tf.maximum(n, 1.0)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype)
+                                * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + tf.cast(
+            variance, self.moving_variance.dtype) * (1.0 - m))
+        return tf.cast(y, self.compute_dtype)
+
+
+def _gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class PointwiseConv2D(layers.Conv2D):
+    """A 1x1, stride-1 ``Conv2D`` (same variables and saved format) whose training step on
+    a CPU runs as one matrix product over all pixels.
+
+    Profiled on LuNet's 128x64 training step, oneDNN's weight gradient of a 1x1
+    convolution over a large image (``Conv2DBackpropFilter``, e.g. 32 -> 128 channels
+    at 128x64) took several times its FLOP count's share; the same maths as
+    ``MatMul`` ran forward + backward 1.3-2x faster (BENCHMARKS.md). Inference
+    (and so export: int8 converters quantize convolutions per channel) and GPUs run
+    Keras' convolution unchanged.
+    """
+
+    def _as_matmul(self, training) -> bool:
+        return (bool(training) and keras.backend.backend() == "tensorflow"
+                and tuple(self.kernel_size) == (1, 1) and tuple(self.strides) == (1, 1)
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
+                and self.data_format == "channels_last" and not _gpu_visible())
+
+    def call(self, inputs, training=None):
+        if not self._as_matmul(training):
+            return super().call(inputs)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        kernel = tf.reshape(tf.cast(self.kernel, inputs.dtype), (channels, self.filters))
+        y = tf.matmul(tf.reshape(inputs, (-1, channels)), kernel)
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
+        y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
+        return y if self.activation is None else self.activation(y)
