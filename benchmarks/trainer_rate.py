@@ -4,9 +4,9 @@
     PYTHONPATH=/tmp/old:/tmp/old/export .venv/bin/python benchmarks/trainer_rate.py \
         --repo=/tmp/old                                         # another commit (git worktree)
     .venv/bin/python benchmarks/trainer_rate.py --config=configs/cuhk03_lunet_cpu.py \
-        --root=../shared/data/cuhk03_labeled --steps=80         # real images through tf.data
+        --root=../shared/data/cuhk03_labeled --image_size=128,64 --pk=18,4   # real images
     .venv/bin/python benchmarks/trainer_rate.py --config=configs/cuhk03_lunet_cpu.py \
-        --root=../shared/data/cuhk03_labeled --steps=80 --in_memory
+        --root=../shared/data/cuhk03_labeled --image_size=128,64 --pk=18,4 --in_memory
 
 Runs a config (by default ``configs/lunet_synthetic.py``, the demo: LuNet 64x32,
 P=8, K=4, on the synthetic set) for ``--steps`` steps and reports the rate
@@ -34,6 +34,8 @@ ROOT = flags.DEFINE_string("root", os.path.join(tempfile.gettempdir(), "kreid_tr
                            "synthetic set, generated there once)")
 STEPS = flags.DEFINE_integer("steps", 60, "steps")
 EVERY = flags.DEFINE_integer("log_every", 20, "log step (rate measured from it to the end)")
+SIZE = flags.DEFINE_list("image_size", None, "H,W (default: the config's)")
+PK = flags.DEFINE_list("pk", None, "P,K (default: the config's)")
 IN_MEMORY = flags.DEFINE_bool("in_memory", False, "repeat the first batch from memory")
 
 
@@ -48,6 +50,10 @@ def main(argv):
 
     c = load_config_file(os.path.join(REPO.value, CONFIG.value))
     c.dataset.root = ROOT.value
+    if SIZE.value:
+        c.image_size = tuple(int(v) for v in SIZE.value)
+    if PK.value:
+        c.batch.p, c.batch.k = (int(v) for v in PK.value)
     c.total_steps, c.log_every, c.checkpoint_every = STEPS.value, EVERY.value, 0
     if "t1" in c.schedule and c.schedule.t1 > STEPS.value:   # the decay within the steps run
         c.schedule.t0 = max(1, c.schedule.t0 * STEPS.value // c.schedule.t1)
