@@ -31,6 +31,12 @@ Built row by row from Table 6 (``TABLE6`` below):
   initialized the final Linear layers following Glorot et al."
 
 5.00 M trainable parameters at 128x64 (5,001,408; convolutions with biases).
+
+Its batch norms and 1x1 convolutions are :class:`~kreid.models.layers.BatchNorm`
+and :class:`~kreid.models.layers.PointwiseConv2D`: Keras' layers with the same
+maths and variables, whose training steps run faster on a CPU (fused kernel,
+one matmul; issue 14, measured in BENCHMARKS.md); inference and export are
+Keras' own.
 """
 
 from __future__ import annotations
