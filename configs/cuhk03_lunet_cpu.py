@@ -1,7 +1,8 @@
 """LuNet on ../shared/data/cuhk03_labeled at 64x32, CPU scale (the Table 1 input size).
 
-LuNet's full-resolution 128-channel blocks cost about 54 training images/s
-at 64x32 on 2 CPU cores, so this run is short; it provides the trained LuNet
+LuNet's full-resolution 128-channel blocks make it slow on 2 CPU cores
+(about 112 training images/s at 64x32 after issue 14's fused batch norm and
+1x1 matmuls, 54 before), so this run is short; it provides the trained LuNet
 for the export benchmark (issue 6). Same recipe as cuhk03_am0bh_cpu.py:
 AM0 (s=16) + soft-margin batch hard, camera-balanced PK batches, colour
 jitter and random erasing. Target: Table 1's setting at CPU scale, reported

@@ -12,7 +12,10 @@ without TTA (README protocol of ../shared/data/cuhk03_labeled) in <= 60
 minutes of training. Result (seeds 0 and 1, about 31 minutes each): SGS
 rank-1 58.7% +- 0.9 without TTA, 66.9% +- 0.7 with 5 crops + flips; mAP
 56.8% / 64.2%: the target is missed (BENCHMARKS.md has the runs, the
-train/test gap and what was tried).
+train/test gap and what was tried). Pad-and-crop augmentation
+(``--config.augment.crop=False --config.augment.padding=10``) scores better
+in float (62.2% +- 1.5 over two seeds) but its int8 TFLite export loses
+7.5-7.9 mAP points, so it is not the default.
 """
 
 from kreid.training.config import load_config_file
