@@ -80,9 +80,10 @@ def keras_rate(h: int, w: int, batch: int) -> float:
     from kreid import models
     from kreid.losses import batch_hard
 
-    if MIXED.value:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = models.build("lunet", (h, w, 3))
+    from kreid.training.precision import policy
+
+    with policy("mixed_bfloat16" if MIXED.value else "float32"):   # as the trainer builds it
+        model = models.build("lunet", (h, w, 3))
     optimizer = keras.optimizers.Adam(3e-4)
     images = tf.random.uniform((batch, h, w, 3))
     labels = tf.repeat(tf.range(P.value), K.value)

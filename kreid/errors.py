@@ -9,6 +9,10 @@ class DatasetLayoutError(KreidError, FileNotFoundError):
     """A dataset folder or annotation file is missing or does not parse."""
 
 
+class ConfigValueError(KreidError, ValueError):
+    """A config key holds a value kreid does not accept; names the key and the choices."""
+
+
 class EmptySplitError(KreidError, ValueError):
     """A split (train/query/gallery) holds no usable records."""
 

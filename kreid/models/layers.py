@@ -26,6 +26,7 @@ import keras
 from keras import layers
 
 _FUSED_MIN_EPSILON = 1.001e-5
+_FUSED_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @keras.saving.register_keras_serializable(package="kreid")
@@ -37,7 +38,7 @@ class BatchNorm(layers.BatchNormalization):
                 and not self.synchronized and keras.backend.backend() == "tensorflow"
                 and len(inputs.shape) == 4 and self.axis in (-1, 3)
                 and self.epsilon >= _FUSED_MIN_EPSILON
-                and keras.backend.standardize_dtype(inputs.dtype) in ("float32", "bfloat16", "float16"))
+                and keras.backend.standardize_dtype(inputs.dtype) in _FUSED_DTYPES)
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):

@@ -12,14 +12,16 @@ What it buys and costs on this machine is measured in BENCHMARKS.md
 (``benchmarks/lunet_step.py --bf16``, and a demo run for the accuracy).
 
 After training the model is rebuilt in float32 with the trained weights
-(:func:`float32_copy`, a clone of its layers): ``embedding.keras``, the final evaluation and every
-export see a float32 model whatever the training precision.
+(:func:`float32_copy`, a clone of its layers): ``embedding.keras``, the final
+evaluation and every export see a float32 model whatever the training precision.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+
+from kreid.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 def validate(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"config.precision must be one of {', '.join(PRECISIONS)}, "
+        raise ConfigValueError(f"config.precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {precision!r}")
     return precision
 

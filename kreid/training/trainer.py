@@ -59,6 +59,7 @@ class Trainer:
     def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy | None = None,
                  resume: bool = True, progress: bool = True):
         c = self.config = config
+        precision.check(c.get("precision", "float32"))     # a bad value fails before any work
         self.workdir = workdir
         self.replicas = Replicas(strategy)
         self.is_chief = self.replicas.is_chief
@@ -122,10 +123,10 @@ class Trainer:
 
         c = self.config
         keras.utils.set_random_seed(int(c.seed))   # same initial weights in every run
-        precision.check(c.get("precision", "float32"))
         with self.replicas.scope():
             with precision.policy(c.get("precision", "float32")):    # the heads stay float32
-                model = self._build_model()
+                model = models.build(c.model.name, (*self.image_size, 3),
+                                     int(c.model.embedding_dim), **dict(c.model.get("kwargs", {})))
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
                 for layer in model._flatten_layers():
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -140,11 +141,6 @@ class Trainer:
                 objective.build()
             model(tf.zeros((1, *self.image_size, 3)), training=False)
         return model, objectives, heads
-
-    def _build_model(self):
-        c = self.config
-        return models.build(c.model.name, (*self.image_size, 3), int(c.model.embedding_dim),
-                            **dict(c.model.get("kwargs", {})))
 
     def _embedding_model(self):
         """The model without f_attr (the first ``attr_dim`` dims) when attributes are on."""

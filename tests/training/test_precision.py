@@ -87,3 +87,12 @@ def test_float32_copy_of_every_architecture(name):
     out = copy(np.zeros((1, 64, 32, 3), np.float32), training=False)
     assert out.dtype == "float32" and np.isfinite(np.asarray(out)).all()
     assert precision.float32_copy(copy) is copy
+
+
+def test_trainer_refuses_an_unknown_precision_before_any_work(tmp_path, synthetic_root):
+    from kreid.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="config.precision must be one of"):
+        Trainer(_config(synthetic_root, precision="float16"), str(tmp_path / "w"),
+                progress=False)
+    assert not (tmp_path / "w").exists()
