@@ -36,7 +36,7 @@ def get_config(cell: str = "batch_hard-soft"):
     margin = "soft" if margin in ("", "soft") else float(margin)
     c = base_config()
     c.dataset = dict(name="mars", root="data/MARS", options={})
-    c.validation = dict(holdout_ids=150, every=2500, protocol="tracklet")
+    c.validation = dict(holdout_ids=150, every=2500, protocol="tracklet", split_seed=0)
     c.model.name = "lunet"
     c.image_size = (64, 32)
     c.augment = dict(crop=False, flip=False, erasing_prob=0.0, jitter=0.0, padding=0)

@@ -4,7 +4,8 @@
 * a ranked-retrieval grid: each query and its top-10 gallery images with
   green (same identity) or red borders (Hermans et al., Fig. 4),
 * a 2-D map of test embeddings (t-SNE via scikit-learn, Fig. 1/5),
-* the distractor curve: mAP and rank-1 against gallery size (Fig. 2).
+* the distractor curve: mAP and rank-1 against gallery size (Fig. 2),
+* bars with error bars (a reproduction study's rows, mean and spread over seeds).
 """
 
 from __future__ import annotations
@@ -151,6 +152,25 @@ def plot_distractor_curve(gallery_sizes: Sequence[int], maps: Sequence[float],
     ax.set_ylabel("%")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(rows: dict[str, dict], path: str, ylabel: str = "%", title: str = "") -> str:
+    """One bar per row: ``{"mean", "std"}`` fractions, drawn in % with the std as error bar."""
+    plt = _plt()
+    names = list(rows)
+    means = 100 * np.array([rows[n]["mean"] for n in names])
+    stds = 100 * np.nan_to_num(np.array([rows[n]["std"] for n in names], float))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 4))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     _save_figure(fig, path)
     plt.close(fig)

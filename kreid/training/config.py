@@ -24,8 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.precision = "float32"            # | mixed_bfloat16 (kreid.training.precision)
     c.dataset = dict(name="synthetic", root="demo_out/synthetic", options={})
     c.skip_corrupt = False             # drop and count unreadable images instead of failing
-    # held-out training ids scored every N steps (protocol market | tracklet | multi_query)
-    c.validation = dict(holdout_ids=0, every=0, protocol="market")
+    # held-out training ids scored every N steps (protocol market | tracklet | multi_query);
+    # split_seed: which ids are held out (-1: config.seed; fix it to compare seeds on one split)
+    c.validation = dict(holdout_ids=0, every=0, protocol="market", split_seed=-1)
     c.model = dict(name="lunet", embedding_dim=128, kwargs={})
     c.image_size = (128, 64)           # (H, W)
     c.preprocessing = ""               # "" = the model's own (kreid.models.PREPROCESSING)

@@ -106,7 +106,9 @@ class Trainer:
         c = self.config
         train, val = list(self.dataset.train), None
         if c.validation.get("holdout_ids", 0):
-            train, q, g = holdout(train, int(c.validation.holdout_ids), int(c.seed))
+            split_seed = int(c.validation.get("split_seed", -1))
+            train, q, g = holdout(train, int(c.validation.holdout_ids),
+                                  int(c.seed) if split_seed < 0 else split_seed)
             val = (q, g)
         if c.get("skip_corrupt", False):       # labels stay contiguous without the dropped
             train = relabel(pipeline.drop_bad_images(train)[0])

@@ -1,0 +1,617 @@
+"""The reproduction study (issue 11): the papers' findings re-run at CPU scale on real data.
+
+A :class:`Study` is one paper table: a base config (the backbone, input size,
+steps and data every arm shares), its arms (what the table varies), how the
+trained models are scored, and the paper's claims as ordered pairs of arms.
+:func:`run` trains every arm for every seed (a finished run is skipped, a
+killed one resumes from its checkpoint), scores it, and writes the study's
+table (``table.md``, ``summary.json``) and figure (``bars.png``; the
+distractor curve for ``distractors``) into ``<out>/<study>/``;
+``bin/reproduce.py`` is its command line and docs/REPRODUCTION.md holds the
+results.
+
+Verdicts are mechanical, from the per-seed values of the metric the claim
+names: *reproduced* when the claimed-better arm's mean is higher by more than
+the larger of the two arms' seed spreads (sample standard deviation),
+*not reproduced* when it is lower by more than that, and *not measurable at
+this scale* when the difference is inside the spread (or only one seed ran).
+
+Every study shares one CPU-scale recipe: the ImageNet MobileNetV2 of issue 13
+(offline weights, ``make weights``) at 128x64 on CUHK03-labeled, P=16 K=4,
+Adam 3.5e-4 with Eq. (9) decay over the second half, :data:`DEFAULT_STEPS`
+steps per run (about 2.5 minutes on 2 cores), seeds 0 and 1. Why not LuNet,
+as Hermans et al.'s Table 1 does ("LuNet trained from scratch on images
+downsampled by a factor of two"): measured here, LuNet at 64x32 from scratch
+after 300 steps of soft-margin batch hard scores mAP 1.6% / rank-1 0.0% on
+the 150 held-out identities (chance: about 1.5%) and 3.0% / 2.7% SGS on the
+test split, so no loss could be told from another at this budget; LuNet needs
+thousands of steps (BENCHMARKS.md: 800 steps give 11.7% SGS rank-1). A
+pretrained backbone reaches a measurable accuracy in 300 steps, and within a
+study every arm has the same backbone, input, steps and seeds.
+``smoke=True`` runs every study in miniature on the synthetic set with a
+randomly initialised MobileNetV2 (the test of this module, no download).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_STEPS = 300
+TTA_ORDER = ("none", "center", "center_flip", "five", "five_flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    apply: Callable = lambda c: None         # mutates the study's base config
+    paper: str = ""                          # the paper's number for this row
+    trained: bool = True                     # False: a row an analysis of a trained arm adds
+    reuse: tuple[str, str] = ()              # (study, arm): score that arm's trained model
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    better: str
+    worse: str
+    text: str                                # what the paper says
+    metric: str = "mAP"
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    source: str                              # paper and table
+    setup: str                               # what every arm shares
+    arms: tuple[Arm, ...]
+    claims: tuple[Claim, ...]
+    split: str = "test"                      # "val": the held-out training ids; "test"
+    metric: str = "euclidean"                # distance used for scoring
+    augment: bool = True
+    analyses: tuple[str, ...] = ()           # "tta", "distractors", "xqda"
+    data: str = "cuhk03"                     # "cuhk03" | "viper" (attributes)
+    embedding_dim: int = 128
+    notes: str = ""
+
+
+# ------------------------------------------------------------------ configs
+def base_config(study: Study, data_root: str, steps: int, smoke: bool, out_dir: str):
+    """The config every arm of ``study`` starts from."""
+    from kreid.training.config import base_config as kreid_base
+
+    c = kreid_base()
+    if smoke:
+        c.dataset = dict(name="synthetic", root=os.path.join(out_dir, "synthetic"), options={})
+        c.batch.p, c.batch.k = 16, 2          # N-tuplets need N = 16 identities
+    elif study.data == "viper":
+        c.dataset = dict(name="viper", root=os.path.join(data_root, "peta", "VIPeR"), options={})
+        c.batch.p, c.batch.k = 32, 2          # VIPeR has two images per identity
+    else:
+        c.dataset = dict(name="cuhk03", root=os.path.join(data_root, "cuhk03_labeled"),
+                         options={})
+        c.batch.p, c.batch.k = 16, 4
+    c.model.name = "mobilenet_v2"            # see the module docstring for why not LuNet
+    c.model.kwargs = {} if smoke else dict(weights="mobilenet_v2_imagenet")
+    c.model.embedding_dim = study.embedding_dim
+    c.image_size = (128, 64)
+    c.augment = dict(crop=study.augment, flip=study.augment, erasing_prob=0.0, jitter=0.0,
+                     padding=0)
+    c.schedule = dict(kind="exponential", base_lr=3.5e-4, t0=steps // 2, t1=steps,
+                      unit="step")
+    c.total_steps = steps
+    c.checkpoint_every = max(1, steps // 4)
+    c.log_every = max(1, min(50, steps))
+    c.histogram_every = 10 ** 9
+    c.final_eval.enabled = False             # scored by :func:`score_run`
+    if study.split == "val":                 # one validation split for every seed
+        c.validation = dict(holdout_ids=10 if smoke else 150, every=0, protocol="market",
+                            split_seed=0)
+    c.rptm.cache_dir = os.path.join(out_dir, "rptm_cache")
+    c.ohm = dict(every=max(1, steps // 3), identities=20 if smoke else 100)
+    return c
+
+
+def _losses(**terms):
+    def apply(c):
+        c.losses = terms
+    return apply
+
+
+def _three_stage(final: dict):
+    """Zhang et al.'s schedule at this budget: 60% classification + PN-tuplet, 20% the
+    meta-learner alone on the frozen network, 20% joint fine-tuning with ``final``. The
+    rate is the study's (3.5e-4), constant until stage 3, which decays as Eq. (9) does
+    over the other arms' second half (to 1e-3 of the base)."""
+    def apply(c):
+        steps = int(c.total_steps)
+        s1, s2 = int(0.6 * steps), int(0.2 * steps)
+        s3 = steps - s1 - s2
+        cls = dict(weight=1.0, label_smoothing=0.0)
+        rate = float(c.schedule.base_lr)
+        c.stages = [
+            dict(steps=s1, losses=dict(bnneck_ce=cls, prototypical=dict(weight=1.0)),
+                 schedule=dict(kind="constant", base_lr=rate)),
+            dict(steps=s2, freeze_model=True, losses=dict(mpn=dict(weight=1.0), bnneck_ce=cls),
+                 schedule=dict(kind="constant", base_lr=rate)),
+            dict(steps=s3, losses=dict(final, bnneck_ce=cls),
+                 schedule=dict(kind="exponential", base_lr=rate, t0=0, t1=s3, unit="step")),
+        ]
+        c.losses = c.stages[0]["losses"]
+    return apply
+
+
+def _image_size(size):
+    def apply(c):
+        c.image_size = size
+    return apply
+
+
+def _rptm(mode: str):
+    def apply(c):
+        c.losses = dict(rptm=dict(weight=1.0, margin=1.0),
+                        bnneck_ce=dict(weight=1.0, label_smoothing=0.0))
+        c.rptm.mode = mode
+    return apply
+
+
+_CLS = dict(weight=1.0, label_smoothing=0.0)
+_TRI_COS = dict(weight=1.0, margin="soft", metric="cosine")      # Zhang's "Tri."
+
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study(
+        "hermans_table1", "Hermans et al. 2017, Table 1 (LuNet, MARS validation; paper "
+        "column: mAP / rank-1)",
+        "no augmentation; scored on 150 held-out training identities (market rules)",
+        arms=(
+            Arm("BH soft", _losses(batch_hard=dict(weight=1.0, margin="soft")), "65.77 / 84.69"),
+            Arm("BH 0.2", _losses(batch_hard=dict(weight=1.0, margin=0.2)), "65.27 / 84.55"),
+            Arm("BA 0.2", _losses(batch_all=dict(weight=1.0, margin=0.2)), "60.48 / 79.99"),
+            Arm("BA!=0 0.2", _losses(batch_all=dict(weight=1.0, margin=0.2,
+                                                    nonzero_average=True)), "64.31 / 83.37"),
+            Arm("L 3-pos 0.2", _losses(lifted_generalized=dict(weight=1.0, margin=0.2)),
+                "63.87 / 82.86"),
+            Arm("L 1-pos 0.2", _losses(lifted=dict(weight=1.0, margin=0.2, pairs="triplets")),
+                "63.68 / 81.73"),
+            Arm("Trip. 0.2", _losses(triplet=dict(weight=1.0, margin=0.2, mining="random")),
+                "41.71 / 60.78"),
+            Arm("Trip.+OHM 0.2", _losses(triplet=dict(weight=1.0, margin=0.2, mining="ohm")),
+                "61.40 / 82.95 (0.1 and 0.5 collapsed)"),
+        ),
+        claims=(
+            Claim("BH soft", "BH 0.2", "\"The best score was obtained by the soft-margin "
+                  "variation of the batch hard loss\""),
+            Claim("BH 0.2", "BA 0.2", "\"batch hard ... consistently outperforms the batch "
+                  "all variant\""),
+            Claim("BA!=0 0.2", "BA 0.2", "averaging the non-zero terms \"performs much better "
+                  "in the batch all case\""),
+            Claim("L 3-pos 0.2", "L 1-pos 0.2", "the generalisation to multiple positives "
+                  "\"improves upon\" the lifted loss"),
+            Claim("BA 0.2", "Trip. 0.2", "\"the vanilla triplet loss with randomly sampled "
+                  "triplets performs poorly\""),
+            Claim("Trip.+OHM 0.2", "Trip. 0.2", "offline hard mining \"sometimes increase[s] "
+                  "dramatically\" the scores"),
+            Claim("BH 0.2", "Trip.+OHM 0.2", "the re-formulations \"perform similarly to or "
+                  "better than the best OHM run\""),
+        ),
+        split="val", augment=False),
+    Study(
+        "hermans_size_tta", "Hermans et al. 2017, Tables 3 and 4 (input size, test-time "
+        "augmentation)", "soft-margin batch hard, crop + flip training; CUHK03 test split",
+        arms=(Arm("128x64", paper="60.71 / 81.38 (Table 3, Market, 5 crops + flip)"),
+              Arm("64x32", _image_size((64, 32)), "57.18 / 78.21"),
+              Arm("128x64 none", paper="55.61 / 76.72 (Table 4)", trained=False),
+              Arm("128x64 center", paper="57.08 / 77.94", trained=False),
+              Arm("128x64 center_flip", paper="59.31 / 79.78", trained=False),
+              Arm("128x64 five", paper="59.00 / 79.42", trained=False),
+              Arm("128x64 five_flip", paper="60.71 / 81.38", trained=False)),
+        claims=(Claim("128x64", "64x32", "for the pretrained TriNet at 64x32 \"the "
+                      "performance drops rapidly\" (-15.1 mAP; LuNet from scratch: -3.5)"),
+                Claim("128x64 five_flip", "128x64 center", "TTA: \"we gain about 3% mAP\""),
+                Claim("64x32 five_flip", "64x32 center", "(kreid's extension: the same at "
+                      "64x32)"),
+                Claim("128x64 five_flip", "128x64 none", "TTA against the whole image scaled "
+                      "(+5.1 mAP for LuNet)"),
+                Claim("128x64 center_flip", "128x64 center", "flipping alone helps (+2.2 mAP)")),
+        analyses=("tta",)),
+    Study(
+        "hermans_distractors", "Hermans et al. 2017, Table 5 / Fig. 2 (distractors)",
+        "soft-margin batch hard; the CUHK03 test gallery grown with the images of the "
+        "five PETA sets as kreid's loaders read them (other people: distractors)",
+        arms=(Arm("BH soft", paper="LuNet on Market + 500k: mAP 60.71 -> 44.26, rank-1 "
+                  "81.38 -> 69.74", reuse=("hermans_size_tta", "128x64")),),
+        claims=(), analyses=("distractors",),
+        notes="Claim: \"all models seem to suffer under the increasing gallery set in a "
+              "similar manner, albeit none of them fails badly\"."),
+    Study(
+        "hermans_ide_xqda", "Hermans et al. 2017, Table 2 baseline IDE (R) + ML",
+        "IDE = identity classification only (softmax, no triplet term); ML = XQDA fitted "
+        "on the training embeddings; CUHK03 test split",
+        arms=(Arm("IDE", _losses(bnneck_ce=dict(weight=1.0, label_smoothing=0.0, bn=False))),
+              Arm("IDE xqda", paper="IDE (R) + ML ours: 58.06 / 78.50 (Market, TTA)",
+                  trained=False),
+              Arm("BH soft", paper="LuNet: 60.71 / 81.38", reuse=("hermans_size_tta", "128x64"))),
+        claims=(Claim("BH soft", "IDE xqda", "\"the large gap between the identification-"
+                      "based model and our TriNet clearly demonstrates the advantages of using "
+                      "a triplet loss\" (LuNet: +2.7 mAP)"),
+                Claim("IDE xqda", "IDE", "the metric-learning step on IDE features")),
+        analyses=("xqda",)),
+    Study(
+        "sabri_table3", "Sabri et al., Table 3 (loss ablation)",
+        "AM = angular margin softmax s=16; BH gamma 0.43 hinge 0.3 on the raw embedding; "
+        "cosine distance at test time (as the paper); CUHK03 test split; paper column: "
+        "Market rank-1 / mAP",
+        arms=(
+            Arm("AM0", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0)),
+                "92.86 / 83.67"),
+            Arm("AM", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.5)),
+                "94.16 / 84.54"),
+            Arm("BH", _losses(batch_hard=dict(weight=1.0, margin=0.3)), "84.74 / 67.40"),
+            Arm("AM0BH", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+                                 batch_hard=dict(weight=0.43, margin=0.3)), "94.64 / 85.90"),
+            Arm("AM0BH1", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+                                  batch_hard=dict(weight=0.43, margin=0.3,
+                                                  features="normalized")), "94.28 / 84.52"),
+            Arm("AM0BHsp", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+                                   batch_hard=dict(weight=0.43, margin="soft")),
+                "94.42 / 85.76"),
+        ),
+        claims=(Claim("AM0BH", "AM0", "\"improvement on almost all metrics compared to AM0 "
+                      "or BH individually\""),
+                Claim("AM0BH", "BH", "(the same, against BH)"),
+                Claim("AM", "AM0", "the margin helps the classifier alone (all three sets)"),
+                Claim("AM0BH", "AM0BH1", "\"a decreased performance\" with feature "
+                      "normalisation")),
+        metric="cosine"),
+    Study(
+        "sabri_attributes", "Sabri et al., Table 1 (AM0BH vs AM0BH_Attr)",
+        "VIPeR with PETA's attributes (the binary ones; Q=16 dims each, lambda 0.25, "
+        "gamma 0.33, Eq. 7's values, for both arms; Table 3's AM0BH has 0.43); the paper's "
+        "2048-d embedding, so that M x Q attribute dimensions "
+        "leave room for f_id; P=32 K=2; cosine distance",
+        arms=(
+            Arm("AM0BH", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+                                 batch_hard=dict(weight=0.33, margin=0.3))),
+            Arm("AM0BH_Attr", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+                                      attributes=dict(weight=0.25, slice_dim=16),
+                                      batch_hard=dict(weight=0.33, margin=0.3)),
+                "Market 94.9 / 86.3 against 94.6 / 85.9"),
+        ),
+        claims=(Claim("AM0BH_Attr", "AM0BH", "attributes improve \"by 0.3% and 0.4% for "
+                      "rank-1 and mAP\" (Market)"),),
+        metric="cosine", data="viper", embedding_dim=2048),
+    Study(
+        "zhang_unified", "Zhang et al., Tables 2-3 (unified classification losses)",
+        "Cls. = softmax on a BN-neck; Tri. = soft-margin batch all on cosine; N = 16, "
+        "learnable temperatures; MPN rows use the three-stage schedule (60/20/20% of the "
+        "steps); CUHK03 test split; paper column: CUHK03(L) rank-1 / mAP",
+        arms=(
+            Arm("Cls.", _losses(bnneck_ce=_CLS), "67.2 / 63.6"),
+            Arm("Tri.+Cls.", _losses(batch_all=_TRI_COS, bnneck_ce=_CLS), "81.8 / 78.2"),
+            Arm("P2S+Cls.", _losses(point_to_set=dict(weight=1.0), bnneck_ce=_CLS),
+                "81.1 / 77.8"),
+            Arm("N-tuplet+Cls.", _losses(ntuplet=dict(weight=1.0, n=16), bnneck_ce=_CLS),
+                "82.2 / 79.1"),
+            Arm("PN+Cls.", _losses(prototypical=dict(weight=1.0), bnneck_ce=_CLS),
+                "82.9 / 79.6"),
+            Arm("MPN+Cls.", _three_stage(dict(mpn=dict(weight=1.0))), "84.4 / 80.3"),
+            Arm("MPN+Tri.+Cls.", _three_stage(dict(mpn=dict(weight=1.0), batch_all=_TRI_COS)),
+                "84.6 / 80.8"),
+        ),
+        claims=(Claim("MPN+Tri.+Cls.", "Tri.+Cls.", "\"MPN-tuplet+Tri.+Cls. achieves the best "
+                      "performance\" (+2.6 mAP over the baseline)"),
+                Claim("Tri.+Cls.", "Cls.", "the two terms jointly beat classification alone"),
+                Claim("MPN+Cls.", "PN+Cls.", "meta prototypes beat plain ones (+0.7 mAP)"),
+                Claim("N-tuplet+Cls.", "Cls.", "the N-tuplet term adds to classification "
+                      "(CUHK03(L): +15.5 mAP, Tables 2-3)")),
+        ),
+    Study(
+        "ghosh_rptm", "Ghosh et al. (RPTM vs batch hard)",
+        "hinge 1.0 triplet on the raw embedding + softmax on a BN-neck; RPTM positives "
+        "from the GMS relational matrix of the training set (ORB 10,000, 224x224)",
+        arms=(
+            Arm("BH", _losses(batch_hard=dict(weight=1.0, margin=1.0),
+                              bnneck_ce=dict(weight=1.0, label_smoothing=0.0))),
+            Arm("RPTM mean", _rptm("mean"), "VeRi 88.0 / 97.3 (mAP / rank-1, Table 5b)"),
+            Arm("RPTM min", _rptm("min"), "86.3 / 95.9"),
+            Arm("RPTM max", _rptm("max"), "82.2 / 95.6"),
+        ),
+        claims=(Claim("RPTM mean", "RPTM min", "Table 5b: mean beats min (+1.7 mAP, VeRi)"),
+                Claim("RPTM mean", "RPTM max", "Table 5b: mean beats max (+5.8 mAP, VeRi)"),
+                Claim("RPTM mean", "BH", "implied, no table: relation-preserving positives "
+                      "beat the hardest ones")),
+        ),
+)}
+
+
+# ------------------------------------------------------------------ running
+def run_dir(out_dir: str, study: str, arm: str, seed: int) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in arm)
+    return os.path.join(out_dir, study, safe, f"seed{seed}")
+
+
+def _distractor_records(data_root: str, smoke: bool, dataset) -> list:
+    """Images of people not in the test set, as gallery entries that match nothing."""
+    from kreid.data import datasets
+
+    if smoke:
+        records = list(dataset.train)
+    else:
+        records = []
+        for name, folder in (("viper", "VIPeR"), ("prid", "PRID"), ("grid", "GRID"),
+                             ("ilids", "iLIDS"), ("3dpes", "3DPeS")):
+            ds = datasets.load(name, os.path.join(data_root, "peta", folder))
+            records += ds.train + ds.query + ds.gallery
+    # a pid no query has and a camera of its own: never a match, never junk
+    return [dataclasses.replace(r, pid=10 ** 6 + i, camid=10 ** 4) for i, r in
+            enumerate(sorted(records, key=lambda r: r.path))]
+
+
+def _metrics(res: dict) -> dict:
+    out = {"mAP": float(res.get("market", res)["mAP"]),
+           "rank1": float(res.get("market", res)["cmc"][0])}
+    if "market" in res:                       # CUHK03 single-gallery-shot
+        out["sgs_rank1"] = float(res["cmc"][0])
+    return out
+
+
+def score_run(study: Study, trainer, data_root: str, smoke: bool) -> dict:
+    """The arm's metrics (+ its analyses' rows) for one trained model."""
+    from kreid.evaluation.embed import embed_records
+    from kreid.evaluation.runner import score
+
+    embedder = trainer.embedder()
+    if study.split == "val":
+        q_rec, g_rec = trainer.val
+        protocol = "market"
+    else:
+        q_rec, g_rec = trainer.dataset.query, trainer.dataset.gallery
+        protocol = "cuhk03_sgs" if trainer.dataset.name == "cuhk03" else "market"
+
+    def embed(records, tta="none"):
+        return embed_records(embedder, records, tta, progress=False)
+
+    def scored(q, g, **kw):
+        return _metrics(score(q, g, study.metric, protocol, **kw)[0])
+
+    q, g = embed(q_rec), embed(g_rec)
+    out = {"main": scored(q, g)}
+    if "tta" in study.analyses:
+        out["tta"] = {"none": out["main"]}
+        for mode in TTA_ORDER[1:]:
+            out["tta"][mode] = scored(embed(q_rec, mode), embed(g_rec, mode))
+    if "xqda" in study.analyses:
+        from kreid.evaluation import xqda
+
+        train = embed(trainer.train_records)
+        model = xqda.fit(train.embeddings, train.pid)
+        dist = model.distance(q.embeddings, g.embeddings)
+        out["xqda"] = _metrics(_score_distmat(dist, q, g, protocol))
+        out["xqda"]["dims"] = int(model.W.shape[1])
+    if "distractors" in study.analyses:
+        extra = embed(_distractor_records(data_root, smoke, trainer.dataset))
+        order = np.random.default_rng(0).permutation(len(extra.pid))
+        sizes = sorted({0, *[int(len(order) * f) for f in (0.125, 0.25, 0.5, 1.0)]})
+        rows = []
+        for n in sizes:
+            pick = order[:n]
+            grown = dataclasses.replace(
+                g, embeddings=np.concatenate([g.embeddings, extra.embeddings[pick]]),
+                pid=np.concatenate([g.pid, extra.pid[pick]]),
+                camid=np.concatenate([g.camid, extra.camid[pick]]),
+                trackid=np.concatenate([g.trackid, extra.trackid[pick]]),
+                path=np.concatenate([g.path, extra.path[pick]]))
+            rows.append(dict(scored(q, grown), gallery=int(len(grown.pid)), distractors=n))
+        out["distractors"] = rows
+    return out
+
+
+def _score_distmat(dist, q, g, protocol: str) -> dict:
+    from kreid.evaluation import protocols
+    from kreid.evaluation.metrics import evaluate
+
+    args = (dist, q.pid, g.pid, q.camid, g.camid)
+    if protocol == "cuhk03_sgs":
+        res = protocols.cuhk03_single_gallery_shot(*args)
+        res["market"] = evaluate(*args)
+        return res
+    return evaluate(*args)
+
+
+def _check_same_budget(train_dir: str, steps: int) -> None:
+    """A run folder trained (or training) with another step count is not resumed."""
+    from kreid.errors import ConfigValueError
+
+    path = os.path.join(train_dir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            done = json.load(f).get("total_steps")
+        if done != steps:
+            raise ConfigValueError(f"{path}: a run of {done} steps, not --steps={steps}: "
+                                   "choose another --out")
+
+
+def run(name: str, out_dir: str, data_root: str, seeds=(0, 1), steps: int = DEFAULT_STEPS,
+        smoke: bool = False, arms: list[str] | None = None, progress: bool = True) -> dict:
+    """Train and score every (arm, seed) of study ``name`` not yet done; write its table
+    and figure; return the summary. ``arms``: run only these (the table still lists
+    every arm that has results)."""
+    import keras
+
+    from kreid.evaluation import reports
+    from kreid.training.trainer import Trainer
+
+    from kreid.errors import ConfigValueError
+
+    if name not in STUDIES:
+        raise ConfigValueError(f"--study: unknown study {name!r}; choose from "
+                               f"{', '.join(STUDIES)} or all")
+    study = STUDIES[name]
+    unknown = sorted(set(arms or ()) - {a.name for a in study.arms if a.trained})
+    if unknown:
+        raise ConfigValueError(f"--arms: {unknown} not in study {name}: "
+                               f"{', '.join(a.name for a in study.arms if a.trained)}")
+    if smoke:
+        from kreid.data import synthetic
+
+        synthetic.generate(os.path.join(out_dir, "synthetic"), num_identities=40)
+    for arm in study.arms:
+        if not arm.trained or (arms and arm.name not in arms):
+            continue
+        for seed in seeds:
+            workdir = run_dir(out_dir, name, arm.name, seed)
+            result_path = os.path.join(workdir, "result.json")
+            if os.path.exists(result_path):
+                with open(result_path) as f:
+                    done = json.load(f).get("steps")
+                if done != steps:
+                    raise ConfigValueError(f"{result_path} was made with {done} steps, not "
+                                           f"--steps={steps}: choose another --out")
+                continue
+            source, arm_ = study, arm
+            if arm.reuse:                     # another study's run of the same config
+                source = STUDIES[arm.reuse[0]]
+                arm_ = next(a for a in source.arms if a.name == arm.reuse[1])
+            config = base_config(source, data_root, steps, smoke, out_dir)
+            arm_.apply(config)
+            config.seed = int(seed)
+            train_dir = run_dir(out_dir, source.name, arm_.name, seed)
+            _check_same_budget(train_dir, steps)
+            if progress:
+                print(f"[{name}] {arm.name}, seed {seed}: {steps} steps -> {train_dir}",
+                      flush=True)
+            trainer = Trainer(config, train_dir, progress=progress)
+            trainer.run()
+            result = score_run(study, trainer, data_root, smoke)
+            result.update(arm=arm.name, seed=int(seed), steps=int(trainer.step))
+            os.makedirs(workdir, exist_ok=True)
+            reports.write_json(result, result_path)
+            del trainer
+            keras.backend.clear_session()
+            gc.collect()
+    summary = summarise(study, out_dir, seeds)
+    write_outputs(study, summary, os.path.join(out_dir, name))
+    return summary
+
+
+# ------------------------------------------------------------------ tables
+def _rows(result: dict) -> dict[str, dict]:
+    """Every (row name -> metrics) one run contributes to its study's table."""
+    arm = result["arm"]
+    rows = {arm: result["main"]}
+    for mode, metrics in result.get("tta", {}).items():
+        rows[f"{arm} {mode}"] = metrics
+    if "xqda" in result:
+        rows[f"{arm} xqda"] = result["xqda"]
+    return rows
+
+
+def verdict(better: list[float], worse: list[float]) -> tuple[str, float, float]:
+    """(verdict, mean difference, spread) for the claim ``better > worse``."""
+    if len(better) < 2 or len(worse) < 2:
+        return "not measurable (fewer than two seeds)", float("nan"), float("nan")
+    diff = float(np.mean(better) - np.mean(worse))
+    spread = float(max(np.std(better, ddof=1), np.std(worse, ddof=1)))
+    if abs(diff) <= spread:
+        return "not measurable at this scale (inside the seed spread)", diff, spread
+    return ("reproduced" if diff > 0 else "not reproduced"), diff, spread
+
+
+def summarise(study: Study, out_dir: str, seeds) -> dict:
+    values: dict[str, dict[str, list[float]]] = {}
+    distractors: dict[int, list[dict]] = {}
+    for arm in (a for a in study.arms if a.trained):
+        for seed in seeds:
+            path = os.path.join(run_dir(out_dir, study.name, arm.name, seed), "result.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                result = json.load(f)
+            for row, metrics in _rows(result).items():
+                for key, v in metrics.items():
+                    if key in ("mAP", "rank1", "sgs_rank1"):
+                        values.setdefault(row, {}).setdefault(key, []).append(float(v))
+            if "distractors" in result:
+                distractors[seed] = result["distractors"]
+    rows = {row: {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))
+                      if len(v) > 1 else float("nan"), "values": v}
+                  for k, v in metrics.items()} for row, metrics in values.items()}
+    claims = []
+    for claim in study.claims:
+        a = values.get(claim.better, {}).get(claim.metric, [])
+        b = values.get(claim.worse, {}).get(claim.metric, [])
+        text, diff, spread = verdict(a, b) if a and b else ("not run", float("nan"),
+                                                             float("nan"))
+        claims.append(dict(better=claim.better, worse=claim.worse, paper=claim.text,
+                           metric=claim.metric, difference=diff, spread=spread, verdict=text))
+    curve = {}
+    if distractors:
+        per_seed = list(distractors.values())
+        curve = {"gallery": [r["gallery"] for r in per_seed[0]]}
+        for key in ("mAP", "rank1"):
+            arr = np.array([[r[key] for r in rows_] for rows_ in per_seed])
+            curve[key] = arr.mean(0).tolist()
+            curve[f"{key}_std"] = (arr.std(0, ddof=1) if len(arr) > 1
+                                   else np.zeros(arr.shape[1])).tolist()
+    return {"study": study.name, "source": study.source, "setup": study.setup,
+            "seeds": list(seeds), "rows": rows, "claims": claims, "distractors": curve,
+            "paper": {a.name: a.paper for a in study.arms if a.paper}}
+
+
+def _pct(stat: dict | None) -> str:
+    if not stat:
+        return "-"
+    if np.isnan(stat["std"]):
+        return f"{100 * stat['mean']:.1f}"
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def markdown(summary: dict) -> str:
+    keys = [k for k in ("mAP", "rank1", "sgs_rank1")
+            if any(k in m for m in summary["rows"].values())]
+    names = {"mAP": "mAP %", "rank1": "rank-1 %", "sgs_rank1": "SGS rank-1 %"}
+    lines = [f"### {summary['study']}: {summary['source']}", "",
+             f"Setup: {summary['setup']}. Seeds {summary['seeds']}; mean ± sample std.", "",
+             "| row | " + " | ".join(names[k] for k in keys) + " | paper (columns: "
+             "see the title) |", "|---" * (len(keys) + 2) + "|"]
+    for row, metrics in summary["rows"].items():
+        lines.append(f"| {row} | " + " | ".join(_pct(metrics.get(k)) for k in keys)
+                     + f" | {summary['paper'].get(row, '')} |")
+    if summary["claims"]:
+        lines += ["", "| claim (paper) | better | worse | metric | difference (pts) | "
+                  "spread (pts) | verdict |", "|---|---|---|---|---|---|---|"]
+        for c in summary["claims"]:
+            lines.append(f"| {c['paper']} | {c['better']} | {c['worse']} | {c['metric']} | "
+                         f"{100 * c['difference']:+.1f} | {100 * c['spread']:.1f} | "
+                         f"{c['verdict']} |")
+    if summary["distractors"]:
+        d = summary["distractors"]
+        lines += ["", "| gallery size | mAP % | rank-1 % |", "|---|---|---|"]
+        for i, size in enumerate(d["gallery"]):
+            lines.append(f"| {size} | {100 * d['mAP'][i]:.1f} ± {100 * d['mAP_std'][i]:.1f} "
+                         f"| {100 * d['rank1'][i]:.1f} ± {100 * d['rank1_std'][i]:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(study: Study, summary: dict, folder: str) -> dict:
+    from kreid.evaluation import reports
+    from kreid_edge.files import write_text
+
+    os.makedirs(folder, exist_ok=True)
+    files = {"json": reports.write_json(summary, os.path.join(folder, "summary.json")),
+             "table": write_text(os.path.join(folder, "table.md"), markdown(summary))}
+    if summary["rows"]:
+        key = "sgs_rank1" if any("sgs_rank1" in m for m in summary["rows"].values()) else "mAP"
+        files["bars"] = reports.plot_bars(
+            {row: m[key] for row, m in summary["rows"].items() if key in m},
+            os.path.join(folder, "bars.png"), ylabel=f"{key} % (mean ± std over seeds)",
+            title=summary["source"])
+    if summary["distractors"]:
+        d = summary["distractors"]
+        files["curve"] = reports.plot_distractor_curve(
+            d["gallery"], d["mAP"], d["rank1"], os.path.join(folder, "distractors.png"))
+    return files

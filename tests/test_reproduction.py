@@ -1,0 +1,101 @@
+"""The reproduction driver: every study in miniature on the synthetic set (``--smoke``),
+the verdict rule on known numbers, tables from written results, resuming."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kreid import reproduction
+
+
+def test_verdict_rule():
+    assert reproduction.verdict([0.50, 0.52], [0.40, 0.41])[0] == "reproduced"
+    assert reproduction.verdict([0.40, 0.41], [0.50, 0.52])[0] == "not reproduced"
+    text, diff, spread = reproduction.verdict([0.50, 0.60], [0.48, 0.50])
+    assert text.startswith("not measurable") and diff == pytest.approx(0.06)
+    assert spread == pytest.approx(np.std([0.5, 0.6], ddof=1))
+    assert reproduction.verdict([0.5], [0.4])[0].startswith("not measurable (fewer")
+
+
+def _write_result(out, study, arm, seed, m_ap, **extra):
+    d = reproduction.run_dir(str(out), study, arm, seed)
+    os.makedirs(d)
+    with open(os.path.join(d, "result.json"), "w") as f:
+        json.dump(dict(arm=arm, seed=seed, main={"mAP": m_ap, "rank1": m_ap + 0.1}, **extra), f)
+
+
+def test_table_from_results(tmp_path):
+    study = reproduction.STUDIES["hermans_table1"]
+    for seed, (soft, hinge) in enumerate([(0.30, 0.20), (0.32, 0.21)]):
+        _write_result(tmp_path, study.name, "BH soft", seed, soft)
+        _write_result(tmp_path, study.name, "BH 0.2", seed, hinge)
+    summary = reproduction.summarise(study, str(tmp_path), (0, 1))
+    assert summary["rows"]["BH soft"]["mAP"]["mean"] == pytest.approx(0.31)
+    claims = {(c["better"], c["worse"]): c["verdict"] for c in summary["claims"]}
+    assert claims[("BH soft", "BH 0.2")] == "reproduced"
+    assert claims[("BH 0.2", "BA 0.2")] == "not run"
+    files = reproduction.write_outputs(study, summary, str(tmp_path / study.name))
+    table = open(files["table"]).read()
+    assert "| BH soft | 31.0 ± 1.4 | 41.0 ± 1.4 | 65.77 / 84.69 |" in table
+    assert os.path.getsize(files["bars"]) > 0
+
+
+def test_unknown_study_and_arm_are_named(tmp_path):
+    from kreid.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="--study: unknown study 'nope'"):
+        reproduction.run("nope", str(tmp_path), "")
+    with pytest.raises(ConfigValueError, match=r"--arms: \['Nope'\] not in study hermans_table1"):
+        reproduction.run("hermans_table1", str(tmp_path), "", arms=["Nope"])
+
+
+def test_a_run_of_another_budget_is_refused(tmp_path):
+    from kreid.errors import ConfigValueError
+
+    _write_result(tmp_path, "hermans_table1", "BH soft", 0, 0.3, steps=300)
+    with pytest.raises(ConfigValueError, match="made with 300 steps, not --steps=2"):
+        reproduction.run("hermans_table1", str(tmp_path), "", seeds=(0,), steps=2,
+                         arms=["BH soft"], progress=False)
+    train_dir = reproduction.run_dir(str(tmp_path), "hermans_size_tta", "128x64", 0)
+    os.makedirs(train_dir)
+    with open(os.path.join(train_dir, "config.json"), "w") as f:
+        json.dump({"total_steps": 300}, f)
+    with pytest.raises(ConfigValueError, match="a run of 300 steps, not --steps=2"):
+        reproduction.run("hermans_size_tta", str(tmp_path), "", seeds=(0,), steps=2,
+                         smoke=True, progress=False)
+
+
+@pytest.mark.parametrize("name", list(reproduction.STUDIES))
+def test_smoke_every_study(name, tmp_path, monkeypatch):
+    """Every arm trains one step on the synthetic set and is scored with the study's
+    analyses; the table and figure are written; a second run trains nothing."""
+    summary = reproduction.run(name, str(tmp_path), "", seeds=(0,), steps=1, smoke=True,
+                               progress=False)
+    study = reproduction.STUDIES[name]
+    for arm in study.arms:
+        if arm.trained:
+            assert arm.name in summary["rows"], arm.name
+            assert 0 <= summary["rows"][arm.name]["mAP"]["mean"] <= 1
+    assert {c["better"] for c in summary["claims"]} <= set(summary["rows"])
+    folder = tmp_path / name
+    assert (folder / "table.md").exists() and (folder / "bars.png").exists()
+    if "tta" in study.analyses:
+        assert {f"{size} {m}" for m in reproduction.TTA_ORDER for size in ("128x64", "64x32")} <= set(summary["rows"])
+    if "xqda" in study.analyses:
+        assert "IDE xqda" in summary["rows"]
+    if "distractors" in study.analyses:
+        curve = summary["distractors"]
+        assert curve["gallery"] == sorted(curve["gallery"]) and len(curve["gallery"]) == 5
+        assert curve["mAP"][0] == pytest.approx(summary["rows"]["BH soft"]["mAP"]["mean"])
+        assert (folder / "distractors.png").exists()
+
+    import kreid.training.trainer as trainer_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(trainer_module, "Trainer", no_training)
+    again = reproduction.run(name, str(tmp_path), "", seeds=(0,), steps=1, smoke=True,
+                             progress=False)
+    assert json.dumps(again["rows"]) == json.dumps(summary["rows"])     # NaN spreads
