@@ -20,7 +20,9 @@ perform any data augmentation in these experiments"; Eq. (9) schedule, P=32,
 K=4. Validation is tracklet-to-tracklet (MARS is "inherently a multi-query
 setup", Sec. 3.1). kreid's choices: the held-out split's first tracklet per
 identity and camera is the query (the paper does not say how it split its
-validation identities), no test-time augmentation for the grid.
+validation identities), one validation split for every seed
+(``validation.split_seed=0``, so that seeds compare on the same people), no
+test-time augmentation for the grid.
 """
 
 from kreid.training.config import base_config

@@ -154,12 +154,13 @@ def _image_size(size):
 def _rptm(mode: str):
     def apply(c):
         c.losses = dict(rptm=dict(weight=1.0, margin=1.0),
-                        bnneck_ce=dict(weight=1.0, label_smoothing=0.0))
+                        bnneck_ce=_CLS)
         c.rptm.mode = mode
     return apply
 
 
 _CLS = dict(weight=1.0, label_smoothing=0.0)
+_AM0 = dict(weight=1.0, scale=16.0, margin=0.0)              # Sabri's normalised softmax
 _TRI_COS = dict(weight=1.0, margin="soft", metric="cosine")      # Zhang's "Tri."
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
@@ -246,17 +247,17 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "cosine distance at test time (as the paper); CUHK03 test split; paper column: "
         "Market rank-1 / mAP",
         arms=(
-            Arm("AM0", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0)),
+            Arm("AM0", _losses(am_softmax=_AM0),
                 "92.86 / 83.67"),
             Arm("AM", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.5)),
                 "94.16 / 84.54"),
             Arm("BH", _losses(batch_hard=dict(weight=1.0, margin=0.3)), "84.74 / 67.40"),
-            Arm("AM0BH", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+            Arm("AM0BH", _losses(am_softmax=_AM0,
                                  batch_hard=dict(weight=0.43, margin=0.3)), "94.64 / 85.90"),
-            Arm("AM0BH1", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+            Arm("AM0BH1", _losses(am_softmax=_AM0,
                                   batch_hard=dict(weight=0.43, margin=0.3,
                                                   features="normalized")), "94.28 / 84.52"),
-            Arm("AM0BHsp", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+            Arm("AM0BHsp", _losses(am_softmax=_AM0,
                                    batch_hard=dict(weight=0.43, margin="soft")),
                 "94.42 / 85.76"),
         ),
@@ -274,9 +275,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "2048-d embedding, so that M x Q attribute dimensions "
         "leave room for f_id; P=32 K=2; cosine distance",
         arms=(
-            Arm("AM0BH", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+            Arm("AM0BH", _losses(am_softmax=_AM0,
                                  batch_hard=dict(weight=0.33, margin=0.3))),
-            Arm("AM0BH_Attr", _losses(am_softmax=dict(weight=1.0, scale=16.0, margin=0.0),
+            Arm("AM0BH_Attr", _losses(am_softmax=_AM0,
                                       attributes=dict(weight=0.25, slice_dim=16),
                                       batch_hard=dict(weight=0.33, margin=0.3)),
                 "Market 94.9 / 86.3 against 94.6 / 85.9"),
@@ -315,7 +316,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "from the GMS relational matrix of the training set (ORB 10,000, 224x224)",
         arms=(
             Arm("BH", _losses(batch_hard=dict(weight=1.0, margin=1.0),
-                              bnneck_ce=dict(weight=1.0, label_smoothing=0.0))),
+                              bnneck_ce=_CLS)),
             Arm("RPTM mean", _rptm("mean"), "VeRi 88.0 / 97.3 (mAP / rank-1, Table 5b)"),
             Arm("RPTM min", _rptm("min"), "86.3 / 95.9"),
             Arm("RPTM max", _rptm("max"), "82.2 / 95.6"),

@@ -82,7 +82,8 @@ def test_smoke_every_study(name, tmp_path, monkeypatch):
     folder = tmp_path / name
     assert (folder / "table.md").exists() and (folder / "bars.png").exists()
     if "tta" in study.analyses:
-        assert {f"{size} {m}" for m in reproduction.TTA_ORDER for size in ("128x64", "64x32")} <= set(summary["rows"])
+        rows = {f"{size} {m}" for m in reproduction.TTA_ORDER for size in ("128x64", "64x32")}
+        assert rows <= set(summary["rows"])
     if "xqda" in study.analyses:
         assert "IDE xqda" in summary["rows"]
     if "distractors" in study.analyses:
