@@ -19,8 +19,11 @@ from kreid.evaluation.rerank import re_ranking
 def score(q: EmbeddingSet, g: EmbeddingSet, metric: str = "euclidean",
           protocol: str = "market", rerank: bool = False, ap: str = "standard",
           max_rank: int = 50, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-          allow_mixed_models: bool = False):
+          allow_mixed_models: bool = False, distmat: np.ndarray | None = None):
     """Returns (results dict, query x gallery distance matrix or None).
+
+    ``distmat``: a query x gallery distance matrix computed elsewhere (a learned
+    metric such as :mod:`~kreid.evaluation.xqda`) used instead of ``metric``.
 
     Query and gallery embedded by models with different fingerprints are
     refused (:class:`~kreid.errors.ModelMismatchError`) unless ``allow_mixed_models``.
@@ -32,11 +35,13 @@ def score(q: EmbeddingSet, g: EmbeddingSet, metric: str = "euclidean",
         check_same_model(q, g)
     if protocol not in protocols.PROTOCOLS:
         raise ValueError(f"protocol must be one of {protocols.PROTOCOLS}, got {protocol!r}")
+    if distmat is not None and protocol in ("multi_query", "tracklet"):
+        raise ValueError(f"protocol {protocol} pools embeddings: it cannot take a distmat")
     if protocol == "multi_query":
         return protocols.multi_query(q, g, metric, ap=ap, max_rank=max_rank), None
     if protocol == "tracklet":
         return protocols.tracklet(q, g, metric, ap=ap, max_rank=max_rank), None
-    dist = distance_matrix(q.embeddings, g.embeddings, metric)
+    dist = distance_matrix(q.embeddings, g.embeddings, metric) if distmat is None else distmat
     if rerank:
         dist = re_ranking(dist, distance_matrix(q.embeddings, q.embeddings, metric),
                           distance_matrix(g.embeddings, g.embeddings, metric), k1, k2,
