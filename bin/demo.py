@@ -1,5 +1,5 @@
 """Run the main job end to end on the embedded synthetic dataset:
-generate data -> train LuNet -> evaluate -> export (int8 TFLite and more) ->
+generate data -> train LuNet -> evaluate -> export (float and int8 TFLite and ONNX) ->
 print the accuracy each exported format keeps."""
 
 import os
@@ -11,7 +11,9 @@ from absl import flags, logging  # noqa: E402
 WORKDIR = flags.DEFINE_string("workdir", "demo_out", "where data, models and reports go")
 SEED = flags.DEFINE_integer("seed", 0, "random seed")
 STEPS = flags.DEFINE_integer("steps", 0, "training steps (0: configs/lunet_synthetic.py's)")
-FORMATS = flags.DEFINE_list("formats", None, "export formats (default: all)")
+FORMATS = flags.DEFINE_list("formats", None, "export formats (default: float32 and int8 "
+                            "TFLite and ONNX; 'all' adds the SavedModel, float16 and "
+                            "dynamic-range int8)")
 
 
 def main(argv):

@@ -33,3 +33,14 @@ def test_demo_config_ships_in_the_package():
         __file__))), "configs"))
     import lunet_synthetic
     assert lunet_synthetic.get_config().to_dict() == c.to_dict()
+
+
+def test_demo_formats():
+    """The default exports DEMO_FORMATS (float and int8, TFLite and ONNX), "all" every format."""
+    from kreid.export import convert
+
+    assert demo.export_formats(None) == demo.DEMO_FORMATS
+    assert demo.export_formats("all") is None and demo.export_formats(["all"]) is None
+    assert demo.export_formats(["tflite_int8"]) == ("tflite_int8",)
+    assert set(demo.DEMO_FORMATS) < set(convert.FORMATS)
+    assert {"tflite_int8", "onnx_int8"} <= set(demo.DEMO_FORMATS)
