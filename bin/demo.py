@@ -1,5 +1,5 @@
 """Run the main job end to end on the embedded synthetic dataset:
-generate data -> train LuNet -> evaluate -> export (float and int8 TFLite and ONNX) ->
+generate data -> train LuNet -> evaluate -> export (float and int8 TFLite, ONNX) ->
 print the accuracy each exported format keeps."""
 
 import os
@@ -12,8 +12,8 @@ WORKDIR = flags.DEFINE_string("workdir", "demo_out", "where data, models and rep
 SEED = flags.DEFINE_integer("seed", 0, "random seed")
 STEPS = flags.DEFINE_integer("steps", 0, "training steps (0: configs/lunet_synthetic.py's)")
 FORMATS = flags.DEFINE_list("formats", None, "export formats (default: float32 and int8 "
-                            "TFLite and ONNX; 'all' adds the SavedModel, float16 and "
-                            "dynamic-range int8)")
+                            "TFLite, float32 ONNX; 'all' adds the SavedModel, float16 and "
+                            "dynamic-range int8 TFLite, int8 ONNX)")
 
 
 def main(argv):

@@ -36,11 +36,11 @@ def test_demo_config_ships_in_the_package():
 
 
 def test_demo_formats():
-    """The default exports DEMO_FORMATS (float and int8, TFLite and ONNX), "all" every format."""
+    """The default exports DEMO_FORMATS (float and int8 TFLite, float ONNX), "all" every format."""
     from kreid.export import convert
 
     assert demo.export_formats(None) == demo.DEMO_FORMATS
     assert demo.export_formats("all") is None and demo.export_formats(["all"]) is None
     assert demo.export_formats(["tflite_int8"]) == ("tflite_int8",)
     assert set(demo.DEMO_FORMATS) < set(convert.FORMATS)
-    assert {"tflite_int8", "onnx_int8"} <= set(demo.DEMO_FORMATS)
+    assert {"tflite_float32", "tflite_int8", "onnx_float32"} <= set(demo.DEMO_FORMATS)
