@@ -97,7 +97,9 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     print(f"training {config.model.name} at {tuple(config.image_size)} for "
           f"{config.total_steps} steps (resumes if interrupted) ...")
     trainer = Trainer(config, train_dir)
+    phases = {"setup": time.perf_counter() - start}
     trainer.run()
+    phases["train"] = time.perf_counter() - start - sum(phases.values())
     res, q, g = runner.evaluate_embedder(trainer.embedder(), ds, tta=config.final_eval.tta,
                                          report_dir=os.path.join(workdir, "report"),
                                          label=config.model.name)
@@ -105,6 +107,7 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     print(f"figures: {os.path.join(workdir, 'report')}")
     summary = {"train_dir": train_dir, "test": {"mAP": res["mAP"], "rank1": res["cmc"][0]}}
 
+    phases["evaluate"] = time.perf_counter() - start - sum(phases.values())
     from kreid.export import compare
 
     table = compare.export_and_compare(
@@ -112,7 +115,11 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
         formats=export_formats(formats), calibration_records=ds.train, tta="none")
     print(compare.markdown_table(table))
     summary["export"] = table["rows"]
+    phases["export"] = time.perf_counter() - start - sum(phases.values())
     summary["seconds"] = round(time.perf_counter() - start, 1)
+    summary["phase_seconds"] = {k: round(v, 1) for k, v in phases.items()}
     reports.write_json(summary, os.path.join(workdir, "demo_summary.json"))
-    print(f"done in {summary['seconds']:.0f} s; summary: {os.path.join(workdir, 'demo_summary.json')}")
+    print(f"done in {summary['seconds']:.0f} s ("
+          + ", ".join(f"{k} {v:.0f} s" for k, v in summary["phase_seconds"].items())
+          + f"); summary: {os.path.join(workdir, 'demo_summary.json')}")
     return json.loads(json.dumps(reports.to_jsonable(summary)))

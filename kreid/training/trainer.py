@@ -216,8 +216,8 @@ class Trainer:
         refresh = int(self.sampler.refresh_every)
         if refresh:        # offline mining for the current period, before any batch is drawn
             self.sampler.refresh(self.step, self._embed_indices)
-        iterator = iter(self._dataset(self.step))
         begin, end = self.bounds[index], self.bounds[index + 1]
+        iterator = iter(self._dataset(self.step, end, refresh))
         log_every, ckpt_every = int(c.get("log_every", 50)), int(c.get("checkpoint_every", 500))
         val_every = int(c.validation.get("every", 0))
         self.writer.start_stage()
@@ -236,7 +236,7 @@ class Trainer:
                 self._save(optimizer)
             if refresh and self.step % refresh == 0 and self.step < end:
                 self.sampler.refresh(self.step, self._embed_indices)
-                iterator = iter(self._dataset(self.step))    # drop batches drawn before it
+                iterator = iter(self._dataset(self.step, end, refresh))  # drop older batches
             if val_every and self.val and self.step % val_every == 0:
                 last.update(self._validate())
         self._save(optimizer)
@@ -266,14 +266,18 @@ class Trainer:
                                            dtype=tf.float32)
         return optimizer, variables
 
-    def _dataset(self, start_step: int):
+    def _dataset(self, start_step: int, end: int, refresh: int = 0):
+        """The batches of steps [start_step, the stage's ``end`` or the next sampler
+        refresh, whichever comes first): a finite stream, drawn up front."""
         c = self.config
+        stop = min(end, (start_step // refresh + 1) * refresh) if refresh else end
 
         def make():
             return pipeline.train_dataset(
                 self.train_records, image_size=self.image_size, seed=int(c.seed),
                 start_step=start_step, augment=aug.AugmentConfig(**dict(c.augment)),
-                preprocessing=self.preprocessing, sampler=self.sampler, as_dict=True)
+                preprocessing=self.preprocessing, sampler=self.sampler, as_dict=True,
+                num_steps=max(1, stop - start_step))
         return self.replicas.distribute(make, self.batch_size)
 
     def _make_step(self, objective: Objective, optimizer, variables: list):

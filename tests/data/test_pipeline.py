@@ -38,6 +38,20 @@ def test_resume_gives_the_same_batches(synth):
         not np.array_equal(full[2][0].numpy(), other[0].numpy())
 
 
+def test_finite_stream_equals_the_generator(synth):
+    """num_steps draws the same batches up front (no Python in the stream), then ends."""
+    gen = list(pipeline.train_dataset(synth.train, 3, 2, (32, 16), seed=7, start_step=4,
+                                      as_dict=True).take(3))
+    fin = list(pipeline.train_dataset(synth.train, 3, 2, (32, 16), seed=7, start_step=4,
+                                      as_dict=True, num_steps=3))
+    assert len(fin) == 3
+    for a, b in zip(gen, fin):
+        for key in ("images", "labels", "positive_index"):
+            np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+    with pytest.raises(ValueError, match="num_steps"):
+        pipeline.train_dataset(synth.train, 3, 2, (32, 16), num_steps=0)
+
+
 def test_preprocessing_modes():
     x = tf.fill((2, 2, 3), 255.0)
     assert float(aug.preprocess(x, "scale")[0, 0, 0]) == 1.0
