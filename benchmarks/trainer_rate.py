@@ -45,8 +45,8 @@ def main(argv):
     from kreid.training.trainer import Trainer
 
     class InMemoryTrainer(Trainer):
-        def _dataset(self, start_step, end, refresh=0):
-            return super()._dataset(start_step, end, refresh).take(1).cache().repeat()
+        def _dataset(self, *args, **kwargs):      # any commit's signature (--repo)
+            return super()._dataset(*args, **kwargs).take(1).cache().repeat()
 
     c = load_config_file(os.path.join(REPO.value, CONFIG.value))
     c.dataset.root = ROOT.value

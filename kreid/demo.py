@@ -54,9 +54,11 @@ def demo_config():
 def export_formats(formats) -> tuple[str, ...] | None:
     """None -> :data:`DEMO_FORMATS`; "all" (or ["all"]) -> None, the exporter's every format;
     a list of format names as given (the exporter names an unknown one)."""
-    if formats is None:
+    if isinstance(formats, str):
+        formats = [formats]
+    if not formats:                      # None, or an empty --formats=
         return DEMO_FORMATS
-    if formats == "all" or list(formats) == ["all"]:
+    if list(formats) == ["all"]:
         return None
     return tuple(formats)
 

@@ -133,7 +133,7 @@ def train_dataset(records: Sequence[Record], p: int = 32, k: int = 4,
     ``skip_corrupt``: drop unreadable images first (only with the default sampler,
     whose indices refer to the remaining records).
 
-    With ``num_steps`` the sampler's index batches are drawn up front (about 70 us a
+    With ``num_steps`` the sampler's index batches are drawn up front (70-500 us a
     step) and the stream holds no Python: without it they come from a Python
     generator (``from_generator``), and destroying such an iterator at the end of
     a training stage sometimes stalled for 50-57 s (TensorFlow cancels the

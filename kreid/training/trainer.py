@@ -51,6 +51,10 @@ from kreid.training.writer import MetricsWriter
 from kreid_edge.files import write_text
 
 log = logging.getLogger(__name__)
+# Steps per input stream: its index batches are drawn up front (70-500 us a step, more
+# with camera-balanced PK batches), so a long stage gets a new stream every so often
+# rather than a long wait before its first step.
+STREAM_STEPS = 2000
 
 
 class Trainer:
@@ -217,7 +221,7 @@ class Trainer:
         if refresh:        # offline mining for the current period, before any batch is drawn
             self.sampler.refresh(self.step, self._embed_indices)
         begin, end = self.bounds[index], self.bounds[index + 1]
-        iterator = iter(self._dataset(self.step, end, refresh))
+        iterator, stream_stop = self._stream(end, refresh)
         log_every, ckpt_every = int(c.get("log_every", 50)), int(c.get("checkpoint_every", 500))
         val_every = int(c.validation.get("every", 0))
         self.writer.start_stage()
@@ -236,7 +240,9 @@ class Trainer:
                 self._save(optimizer)
             if refresh and self.step % refresh == 0 and self.step < end:
                 self.sampler.refresh(self.step, self._embed_indices)
-                iterator = iter(self._dataset(self.step, end, refresh))  # drop older batches
+                iterator, stream_stop = self._stream(end, refresh)    # drop older batches
+            elif self.step == stream_stop and self.step < end:
+                iterator, stream_stop = self._stream(end, refresh)
             if val_every and self.val and self.step % val_every == 0:
                 last.update(self._validate())
         self._save(optimizer)
@@ -266,11 +272,21 @@ class Trainer:
                                            dtype=tf.float32)
         return optimizer, variables
 
-    def _dataset(self, start_step: int, end: int, refresh: int = 0):
-        """The batches of steps [start_step, the stage's ``end`` or the next sampler
-        refresh, whichever comes first): a finite stream, drawn up front."""
+    def _stream(self, end: int, refresh: int):
+        """An iterator over the batches from the current step to the first of: the stage's
+        ``end``, the next sampler refresh, ``STREAM_STEPS`` steps on; and that stop."""
+        stop = self._stream_stop(self.step, end, refresh)
+        return iter(self._dataset(self.step, stop)), stop
+
+    @staticmethod
+    def _stream_stop(start: int, end: int, refresh: int) -> int:
+        stop = min(end, start + STREAM_STEPS)
+        return min(stop, (start // refresh + 1) * refresh) if refresh else stop
+
+    def _dataset(self, start_step: int, stop: int):
+        """The batches of steps [start_step, stop): a finite stream whose indices are
+        drawn up front (:func:`kreid.data.pipeline.train_dataset`'s ``num_steps``)."""
         c = self.config
-        stop = min(end, (start_step // refresh + 1) * refresh) if refresh else end
 
         def make():
             return pipeline.train_dataset(

@@ -66,7 +66,8 @@ class MetricsWriter:
         with self.tb.as_default(step=step):
             for k, v in scalars.items():
                 tf.summary.scalar(k, v)
-            if embeddings is not None and step % self.histogram_every == 0:
+            if (embeddings is not None and self.histogram_every > 0
+                    and step % self.histogram_every == 0):          # 0: no histograms
                 tf.summary.histogram("embeddings/norm", np.linalg.norm(embeddings, axis=1))
                 d = distance_matrix(embeddings, embeddings)
                 tf.summary.histogram("embeddings/distances", d[np.triu_indices(len(d), 1)])

@@ -238,3 +238,35 @@ def test_attribute_run_exports_f_id_only(tmp_path, synthetic_root):
     np.testing.assert_allclose(saved(x).numpy(), full[:, attr_dim:], rtol=1e-5, atol=1e-6)
     side = json.load(open(tmp_path / "embedding.keras.json"))
     assert side["embedding_dim"] == 48 - attr_dim
+
+
+def test_stream_stops_at_refreshes_ends_and_every_stream_steps(monkeypatch):
+    from kreid.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "STREAM_STEPS", 3)
+    stop = Trainer._stream_stop
+    assert [stop(0, 10, 0), stop(3, 10, 0), stop(9, 10, 0)] == [3, 6, 10]
+    assert [stop(0, 10, 4), stop(3, 10, 4), stop(5, 10, 4), stop(8, 10, 4)] == [3, 4, 8, 10]
+
+
+def test_short_streams_give_the_same_run(tmp_path, synthetic_root, monkeypatch):
+    """Streams rebuilt every 3 steps, across offline-mining refreshes every 2, draw the
+    batches one stream would: the same losses step by step, and the run reaches its end."""
+    from kreid.training import trainer as trainer_module
+
+    def losses_of(work, stream_steps):
+        monkeypatch.setattr(trainer_module, "STREAM_STEPS", stream_steps)
+        c = _config(synthetic_root, total_steps=7, log_every=1, checkpoint_every=0,
+                    histogram_every=0, losses=ml_collections.ConfigDict(
+                        {"triplet": {"weight": 1.0, "margin": 0.5, "mining": "ohm"}}))
+        c.schedule.t0, c.schedule.t1 = 3, 7
+        c.ohm.every, c.ohm.identities = 2, 6
+        c.deterministic = True
+        trainer = Trainer(c, str(tmp_path / work), progress=False)
+        trainer.run()
+        assert trainer.step == 7
+        return [json.loads(x)["loss/total"] for x in open(tmp_path / work / "log.jsonl")]
+
+    short, long = losses_of("short", 3), losses_of("long", 2000)
+    assert len(short) == len(long) == 7
+    np.testing.assert_allclose(short, long, rtol=1e-5)
