@@ -60,6 +60,13 @@ def export_formats(formats) -> tuple[str, ...] | None:
         return DEMO_FORMATS
     if list(formats) == ["all"]:
         return None
+    from kreid.errors import ConfigValueError
+    from kreid.export.convert import FORMATS
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:                          # before minutes of training, not after
+        raise ConfigValueError(f"--formats: unknown {', '.join(unknown)}; choose from "
+                               f"{', '.join(FORMATS)} or all")
     return tuple(formats)
 
 
@@ -84,6 +91,7 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     from kreid.training.trainer import Trainer
 
     start = time.perf_counter()
+    formats = export_formats(formats)
     os.makedirs(workdir, exist_ok=True)
     config = demo_config()
     config.seed = seed
@@ -114,7 +122,7 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
 
     table = compare.export_and_compare(
         os.path.join(train_dir, "embedding.keras"), ds, os.path.join(workdir, "export"),
-        formats=export_formats(formats), calibration_records=ds.train, tta="none")
+        formats=formats, calibration_records=ds.train, tta="none")
     print(compare.markdown_table(table))
     summary["export"] = table["rows"]
     phases["export"] = time.perf_counter() - start - sum(phases.values())

@@ -45,3 +45,20 @@ def test_demo_formats():
     assert demo.export_formats("tflite_int8") == ("tflite_int8",)
     assert demo.export_formats([]) == demo.DEMO_FORMATS
     assert set(demo.DEMO_FORMATS) < set(convert.FORMATS)
+    import pytest
+
+    from kreid.errors import ConfigValueError
+    with pytest.raises(ConfigValueError, match="--formats: unknown tflite_int4"):
+        demo.export_formats(["tflite_int8", "tflite_int4"])
+
+
+def test_demo_refuses_unknown_formats_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, os.path.join(repo, "bin", "demo.py"),
+                          f"--workdir={tmp_path / 'd'}", "--formats=bogus"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "--formats: unknown bogus" in run.stderr
+    assert not os.path.exists(tmp_path / "d")          # nothing made, nothing trained
