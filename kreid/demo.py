@@ -52,8 +52,8 @@ def demo_config():
 
 
 def export_formats(formats) -> tuple[str, ...] | None:
-    """None -> :data:`DEMO_FORMATS`; "all" (or ["all"]) -> None, the exporter's every format;
-    a list of format names as given (the exporter names an unknown one)."""
+    """None or empty -> :data:`DEMO_FORMATS`; "all" (or ["all"]) -> None, the exporter's
+    every format; a name or list of names as given, an unknown one refused before training."""
     if isinstance(formats, str):
         formats = [formats]
     if not formats:                      # None, or an empty --formats=
