@@ -2,7 +2,10 @@
 
 * ``exponential``: Eq. (9) of Hermans et al. 2017 - constant eps0 until t0,
   then eps0 * 0.001^((t - t0) / (t1 - t0)) until t1 (held after t1); Adam's
-  beta1 switches from 0.9 to 0.5 at t0 (:func:`adam_beta1`).
+  beta1 switches from 0.9 to 0.5 at t0 (:func:`adam_beta1`). ``warmup_steps``
+  (default 0: the paper's schedule) adds a linear warm-up from ``warmup_from``
+  to eps0, a kreid option for fine-tuning pretrained backbones (Luo et al.'s
+  BoT baseline warms Adam up over its first 10 epochs); it must end before t0.
 * ``warmup_step``: linear warm-up from ``warmup_from`` to eps0 over
   ``warmup_steps``, then x``gamma`` at each of ``milestones`` (Sabri et al.:
   1e-5 -> 1e-3 over 20 epochs, x0.1 at epochs 90 and 130).
@@ -51,20 +54,27 @@ def learning_rate(config: ScheduleConfig, step):
     if kind == "exponential":
         if config.t1 <= config.t0:
             raise ValueError(f"exponential schedule needs t1 > t0 (t0={config.t0}, t1={config.t1})")
+        if config.warmup_steps > config.t0:
+            raise ValueError(f"exponential schedule: warmup_steps ({config.warmup_steps}) "
+                             f"must not exceed t0 ({config.t0})")
         frac = tf.clip_by_value((step - config.t0) / float(config.t1 - config.t0), 0.0, 1.0)
-        return base * tf.pow(0.001, frac)
+        return _warmup(config, step, base * tf.pow(0.001, frac))
     if kind == "warmup_step":
         drops = sum(tf.cast(step >= m, tf.float32) for m in config.milestones) \
             if config.milestones else tf.constant(0.0)
-        lr = base * tf.pow(config.gamma, drops)
-        if config.warmup_steps:
-            w = tf.minimum(step / float(config.warmup_steps), 1.0)
-            warm = config.warmup_from + (config.base_lr - config.warmup_from) * w
-            lr = tf.where(step < config.warmup_steps, warm, lr)
-        return lr
+        return _warmup(config, step, base * tf.pow(config.gamma, drops))
     if config.every <= 0:
         raise ValueError("step schedule needs every > 0")
     return base * tf.pow(config.gamma, tf.floor(step / float(config.every)))
+
+
+def _warmup(config: ScheduleConfig, step, lr):
+    """``lr`` with its first ``warmup_steps`` replaced by a line from ``warmup_from`` to eps0."""
+    if not config.warmup_steps:
+        return lr
+    w = tf.minimum(step / float(config.warmup_steps), 1.0)
+    warm = config.warmup_from + (config.base_lr - config.warmup_from) * w
+    return tf.where(step < config.warmup_steps, warm, lr)
 
 
 def adam_beta1(config: ScheduleConfig, step: int) -> float:

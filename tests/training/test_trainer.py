@@ -27,6 +27,14 @@ def test_exponential_schedule_eq9_and_beta1_switch():
     np.testing.assert_allclose(lr, [3e-4, 3e-4, 3e-4, 3e-4 * 0.001 ** 0.5, 3e-7, 3e-7],
                                rtol=1e-5)
     assert schedules.adam_beta1(c, 14999) == 0.9 and schedules.adam_beta1(c, 15000) == 0.5
+    w = schedules.ScheduleConfig(kind="exponential", base_lr=3e-4, t0=100, t1=200,
+                                 warmup_steps=40, warmup_from=3e-5)
+    lr = schedules.sample(w, [0, 20, 40, 100, 150, 200])
+    np.testing.assert_allclose(lr, [3e-5, 3e-5 + 0.5 * (3e-4 - 3e-5), 3e-4, 3e-4,
+                                    3e-4 * 0.001 ** 0.5, 3e-7], rtol=1e-5)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        schedules.learning_rate(schedules.ScheduleConfig(kind="exponential", t0=5, t1=9,
+                                                         warmup_steps=6), 0)
 
 
 def test_warmup_step_and_step_schedules():
