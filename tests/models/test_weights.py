@@ -284,6 +284,16 @@ def test_mobilenet_v2_model():
         models.build("mobilenet_v2", (128, 64, 3), last_stride=3)
     with pytest.raises(ValueError, match="mobilenet_v2_imagenet"):
         models.build("mobilenet_v2", (128, 64, 3), weights="imagenet")
+    pooled = models.build("mobilenet_v2", (128, 64, 3), embedding_dim=1280, head="pool")
+    assert pooled.output.shape == (None, 1280)
+    assert pooled.count_params() == backbone.count_params()          # no FC head
+    x = np.random.default_rng(0).normal(size=(2, 128, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(pooled(x, training=False), pooled.get_layer("backbone")(x),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="embedding_dim=1280"):
+        models.build("mobilenet_v2", (128, 64, 3), head="pool")
+    with pytest.raises(ValueError, match="head"):
+        models.build("mobilenet_v2", (128, 64, 3), head="bnneck")
 
 
 @pytest.fixture(scope="module")
