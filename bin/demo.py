@@ -15,6 +15,9 @@ FORMATS = flags.DEFINE_list("formats", None, "export formats (default: float32 a
                             "TFLite, float32 ONNX; 'all' adds the SavedModel, float16 and "
                             "dynamic-range int8 TFLite, int8 ONNX)")
 
+PRECISION = flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                              "training precision; auto: bfloat16 where the hardware has it")
+
 
 def main(argv):
     del argv
@@ -22,7 +25,7 @@ def main(argv):
     from kreid import demo
 
     demo.run(WORKDIR.value, seed=SEED.value, total_steps=STEPS.value or None,
-             formats=FORMATS.value)
+             formats=FORMATS.value, precision=PRECISION.value)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def demo_config():
     c.log_every = 25
     c.histogram_every = 100
     c.final_eval = dict(enabled=True, tta="center_flip", protocol="market")
+    # bfloat16 where the CPU or GPU has it (1.65x the float32 step here, the same demo mAP
+    # or better: BENCHMARKS.md), float32 elsewhere; the saved model and exports are float32
+    c.precision = "auto"
     return c
 
 
@@ -83,9 +86,10 @@ def _pk_grid(ds, workdir: str, seed: int) -> str:
 
 
 def run(workdir: str, seed: int = 0, total_steps: int | None = None,
-        formats: tuple[str, ...] | str | None = None) -> dict:
+        formats: tuple[str, ...] | str | None = None, precision: str | None = None) -> dict:
     """The demo into ``workdir``; ``formats``: None for :data:`DEMO_FORMATS`, "all" for
-    every export format, or a list of them."""
+    every export format, or a list of them; ``precision``: None for the config's
+    ``auto``, or a :data:`kreid.training.precision.PRECISIONS` value."""
     from kreid.data import datasets
     from kreid.evaluation import reports, runner
     from kreid.training.trainer import Trainer
@@ -95,6 +99,8 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     os.makedirs(workdir, exist_ok=True)
     config = demo_config()
     config.seed = seed
+    if precision:
+        config.precision = precision
     config.dataset.root = os.path.join(workdir, "synthetic")
     if total_steps:
         config.total_steps = total_steps
@@ -107,6 +113,7 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     print(f"training {config.model.name} at {tuple(config.image_size)} for "
           f"{config.total_steps} steps (resumes if interrupted) ...")
     trainer = Trainer(config, train_dir)
+    print(f"precision: {trainer.precision} (config: {config.precision})")
     phases = {"setup": time.perf_counter() - start}
     trainer.run()
     phases["train"] = time.perf_counter() - start - sum(phases.values())

@@ -10,6 +10,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     summary = demo.run(str(tmp_path), total_steps=4, formats=["tflite_int8"])
     out = capsys.readouterr().out
     assert "Quantized-model accuracy" in out and "tflite_int8" in out
+    from kreid.training.precision import resolve
+    assert f"precision: {resolve('auto')} (config: auto)" in out
     for name in ("pk_batch.png", "demo_summary.json", "report/cmc.png", "report/metrics.json",
                  "report/retrieval.png", "train/embedding.keras",
                  "export/lunet.int8.tflite", "export/lunet.int8.tflite.json",
@@ -28,6 +30,7 @@ def test_demo_config_ships_in_the_package():
     assert "configs" not in inspect.getsource(demo.run)
     c = demo.demo_config()
     assert c.model.name == "lunet" and tuple(c.image_size) == (64, 32)
+    assert c.precision == "auto"          # bfloat16 only where the hardware has it
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
         __file__))), "configs"))

@@ -21,7 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.deterministic = False            # tf.config.experimental.enable_op_determinism
-    c.precision = "float32"            # | mixed_bfloat16 (kreid.training.precision)
+    c.precision = "float32"            # | mixed_bfloat16 | auto (kreid.training.precision)
     c.dataset = dict(name="synthetic", root="demo_out/synthetic", options={})
     c.skip_corrupt = False             # drop and count unreadable images instead of failing
     # held-out training ids scored every N steps (protocol market | tracklet | multi_query);

@@ -1,4 +1,5 @@
-"""Training precision: ``config.precision`` is ``float32`` (default) or ``mixed_bfloat16``.
+"""Training precision: ``config.precision`` is ``float32`` (default), ``mixed_bfloat16``
+or ``auto`` (:func:`resolve`: bfloat16 where the hardware runs it natively, else float32).
 
 ``mixed_bfloat16`` is Keras' mixed policy: the model's layers compute in
 bfloat16 and keep float32 variables (so checkpoints are the same either way);
@@ -25,7 +26,7 @@ from kreid.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 
 
 def validate(precision: str) -> str:
@@ -53,6 +54,20 @@ def native_bfloat16() -> str | None:
     return f"CPU {found[0]}" if found else None
 
 
+def resolve(precision: str) -> str:
+    """The precision to train in: ``auto`` becomes ``mixed_bfloat16`` when
+    :func:`native_bfloat16` finds the hardware for it and ``float32`` otherwise (so a
+    machine without bfloat16 arithmetic never gets the slower emulated path); the
+    other values are returned as they are. ``make demo`` trains with ``auto``."""
+    if validate(precision) != "auto":
+        return precision
+    found = native_bfloat16()
+    chosen = "mixed_bfloat16" if found else "float32"
+    log.info("config.precision='auto': %s (%s)", chosen,
+             f"native bfloat16 on {found}" if found else "no bfloat16 hardware found")
+    return chosen
+
+
 def check(precision: str) -> None:
     """Validate ``precision``; warn when bfloat16 would be emulated on this hardware."""
     if validate(precision) == "mixed_bfloat16" and native_bfloat16() is None:
@@ -68,7 +83,7 @@ def policy(precision: str):
     import keras
 
     previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(validate(precision))
+    keras.mixed_precision.set_dtype_policy(resolve(precision))
     try:
         yield
     finally:

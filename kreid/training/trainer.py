@@ -64,6 +64,7 @@ class Trainer:
                  resume: bool = True, progress: bool = True):
         c = self.config = config
         precision.check(c.get("precision", "float32"))     # a bad value fails before any work
+        self.precision = precision.resolve(c.get("precision", "float32"))
         self.workdir = workdir
         self.replicas = Replicas(strategy)
         self.is_chief = self.replicas.is_chief
@@ -130,7 +131,7 @@ class Trainer:
         c = self.config
         keras.utils.set_random_seed(int(c.seed))   # same initial weights in every run
         with self.replicas.scope():
-            with precision.policy(c.get("precision", "float32")):    # the heads stay float32
+            with precision.policy(self.precision):    # the heads stay float32
                 model = models.build(c.model.name, (*self.image_size, 3),
                                      int(c.model.embedding_dim), **dict(c.model.get("kwargs", {})))
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):

@@ -16,8 +16,21 @@ from test_trainer import _config  # noqa: E402
 
 def test_unknown_precision_names_the_field():
     with pytest.raises(ValueError, match="config.precision must be one of float32, "
-                                         "mixed_bfloat16, got 'mixed_float16'"):
+                                         "mixed_bfloat16, auto, got 'mixed_float16'"):
         precision.validate("mixed_float16")
+
+
+def test_auto_picks_bfloat16_only_on_native_hardware(monkeypatch):
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: "CPU avx512_bf16")
+    assert precision.resolve("auto") == "mixed_bfloat16"
+    with precision.policy("auto"):
+        assert keras.layers.Dense(2).compute_dtype == "bfloat16"
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: None)
+    assert precision.resolve("auto") == "float32"
+    with precision.policy("auto"):
+        assert keras.layers.Dense(2).compute_dtype == "float32"
+    assert precision.resolve("float32") == "float32"
+    assert precision.resolve("mixed_bfloat16") == "mixed_bfloat16"    # asked for: kept
 
 
 def test_policy_is_restored_and_applies_only_inside():
