@@ -16,7 +16,8 @@ FORMATS = flags.DEFINE_list("formats", None, "export formats (default: float32 a
                             "dynamic-range int8 TFLite, int8 ONNX)")
 
 PRECISION = flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
-                              "training precision; auto: bfloat16 where the hardware has it")
+                              "training precision; auto: bfloat16 where the hardware has it "
+                              "(kreid.training.precision.PRECISIONS)")
 
 
 def main(argv):

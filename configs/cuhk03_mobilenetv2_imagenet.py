@@ -24,10 +24,11 @@ from kreid.training.config import load_config_file
 def get_config():
     c = load_config_file("cuhk03_labeled_cpu.py", relative_to=__file__)
     c.model.name = "mobilenet_v2"
-    c.model.kwargs = dict(weights="mobilenet_v2_imagenet")
+    c.model.kwargs = dict(weights="mobilenet_v2_imagenet", head="fc")   # head=pool: BoT's
     c.image_size = (192, 96)
     c.batch.p, c.batch.k = 16, 4
-    c.schedule = dict(kind="exponential", base_lr=3.5e-4, t0=1200, t1=2000, unit="step")
+    c.schedule = dict(kind="exponential", base_lr=3.5e-4, t0=1200, t1=2000, unit="step",
+                      warmup_steps=0, warmup_from=3.5e-5)
     c.total_steps = 2000
     c.checkpoint_every = 250
     return c

@@ -122,7 +122,8 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
                                          label=config.model.name)
     print(f"test ({config.final_eval.tta} TTA): {reports.summary_line(res)}")
     print(f"figures: {os.path.join(workdir, 'report')}")
-    summary = {"train_dir": train_dir, "test": {"mAP": res["mAP"], "rank1": res["cmc"][0]}}
+    summary = {"train_dir": train_dir, "precision": trainer.precision,
+               "test": {"mAP": res["mAP"], "rank1": res["cmc"][0]}}
 
     phases["evaluate"] = time.perf_counter() - start - sum(phases.values())
     from kreid.export import compare

@@ -25,7 +25,7 @@ def save_keras(model, path: str) -> str:
 
 
 def save_trained_model(model, heads: dict, workdir: str, config, image_size, preprocessing: str,
-                       step: int) -> str:
+                       step: int, trained_precision: str = "float32") -> str:
     """Write ``embedding.keras`` (+ sidecar) and ``final.keras``; returns the first's path."""
     import keras
 
@@ -35,7 +35,8 @@ def save_trained_model(model, heads: dict, workdir: str, config, image_size, pre
     write_sidecar(path, Sidecar(tuple(image_size), preprocessing, config.model.name, "keras",
                                 int(model.output.shape[-1]),
                                 {"dataset": config.dataset.name, "step": step,
-                                 "fingerprint": weights_fingerprint(model)}))
+                                 "fingerprint": weights_fingerprint(model),
+                                 "trained_precision": trained_precision}))
     images = keras.Input((*image_size, 3), name="images")
     emb = model(images)
     outputs = {"embeddings": emb}

@@ -36,7 +36,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.losses = dict(batch_hard=dict(weight=1.0, margin="soft"))
     c.optimizer = dict(name="adam", weight_decay=0.0, momentum=0.9, nesterov=False)
     # kind: constant | exponential | warmup_step | step; unit: step | epoch
-    c.schedule = dict(kind="exponential", base_lr=1e-3, t0=15000, t1=25000, unit="step")
+    # warmup_steps: linear warm-up from warmup_from (exponential and warmup_step kinds)
+    c.schedule = dict(kind="exponential", base_lr=1e-3, t0=15000, t1=25000, unit="step",
+                      warmup_steps=0, warmup_from=1e-5)
     c.total_steps = 25000
     # multi-stage runs: [{steps, losses, freeze_backbone, freeze_model, schedule}]
     c.stages = []

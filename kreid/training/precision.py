@@ -40,10 +40,13 @@ def native_bfloat16() -> str | None:
     """What runs bfloat16 natively here (a GPU's name, or the CPU flag), or None."""
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
         capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
         if capability and tuple(capability) >= (8, 0):
             return f"{gpu.name} (compute capability {capability[0]}.{capability[1]})"
+    if gpus:        # training runs on the GPU: a bfloat16 CPU does not make it native
+        return None
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f
@@ -58,7 +61,10 @@ def resolve(precision: str) -> str:
     """The precision to train in: ``auto`` becomes ``mixed_bfloat16`` when
     :func:`native_bfloat16` finds the hardware for it and ``float32`` otherwise (so a
     machine without bfloat16 arithmetic never gets the slower emulated path); the
-    other values are returned as they are. ``make demo`` trains with ``auto``."""
+    other values are returned as they are. ``make demo`` trains with ``auto``. With a
+    GPU it is decided from the GPUs alone. Each process decides on its own hardware (give
+    multi-worker runs on mixed hosts an explicit value); a resumed run decides again, which
+    is safe because the variables and checkpoints are float32 either way."""
     if validate(precision) != "auto":
         return precision
     found = native_bfloat16()

@@ -11,7 +11,7 @@ rooms around it: :mod:`~kreid.training.terms` (loss terms),
 
 Workdir layout::
 
-    config.json          the resolved config
+    config.json          the resolved config (+ precision_resolved: what "auto" became)
     checkpoints/         ckpt-<step>.npz, atomic, the last ``keep_checkpoints``
     tb/                  TensorBoard scalars and histograms
     log.jsonl            one line per log step (the learning curve)
@@ -29,6 +29,7 @@ checkpoint at a stage's end resumes into the next stage with a fresh optimizer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -40,7 +41,7 @@ from kreid import models
 from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
 from kreid.data.records import Record, attribute_columns, attribute_matrix, holdout, relabel
-from kreid.errors import NonFiniteError
+from kreid.errors import ConfigValueError, NonFiniteError
 from kreid.training import checkpoint, precision, schedules
 from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
@@ -90,6 +91,11 @@ class Trainer:
         self.batch_size = int(self.sampler.batch_size)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_records) / self.batch_size))
         self.stages = schedules.stages(c, self.steps_per_epoch)
+        for i, stage in enumerate(self.stages):   # a bad schedule fails now, not at its stage
+            try:
+                schedules.learning_rate(schedules.stage_schedule(c, stage, self.steps_per_epoch), 0)
+            except (TypeError, ValueError) as exc:
+                raise ConfigValueError(f"config.schedule (stage {i}): {exc}") from exc
         self.bounds = [int(b) for b in np.cumsum([0] + [int(s["steps"]) for s in self.stages])]
         self.total_steps = self.bounds[-1]
         # model and the heads of every stage (stages share a head by term name); with
@@ -196,8 +202,9 @@ class Trainer:
     def run(self) -> dict:
         """Train every stage to its end (from the resumed step), then save the model."""
         if self.is_chief:
-            write_text(os.path.join(self.workdir, "config.json"),
-                       self.config.to_json_best_effort(indent=2))
+            record = json.loads(self.config.to_json_best_effort())
+            record["precision_resolved"] = self.precision      # what "auto" became here
+            write_text(os.path.join(self.workdir, "config.json"), json.dumps(record, indent=2))
         summary = {}
         while self.step < self.total_steps:
             self.stage = int(np.searchsorted(self.bounds, self.step, side="right") - 1)
@@ -210,7 +217,7 @@ class Trainer:
             self.embedding_model = self._embedding_model()
         if self.is_chief:
             save_trained_model(self.embedding_model, self.heads, self.workdir, self.config,
-                               self.image_size, self.preprocessing, self.step)
+                               self.image_size, self.preprocessing, self.step, self.precision)
         return summary
 
     def _run_stage(self, index: int) -> dict:

@@ -47,6 +47,40 @@ def test_policy_is_restored_and_applies_only_inside():
     assert keras.mixed_precision.dtype_policy().name == before
 
 
+def test_a_gpu_decides_alone(monkeypatch):
+    """With a GPU visible, a bfloat16 CPU does not make "auto" choose bfloat16."""
+    import collections
+
+    import tensorflow as tf
+
+    gpu = collections.namedtuple("Device", "name device_type")("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: [gpu] if kind == "GPU" else [])
+    for capability, native in (((7, 0), False), ((8, 0), True)):
+        monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                            lambda d, c=capability: {"compute_capability": c})
+        assert (precision.native_bfloat16() is not None) == native
+        assert precision.resolve("auto") == ("mixed_bfloat16" if native else "float32")
+
+
+def test_auto_trains_in_what_it_resolves_to_and_records_it(tmp_path, synthetic_root,
+                                                            monkeypatch):
+    import json
+
+    for found, expected in (("CPU avx512_bf16", "mixed_bfloat16"), (None, "float32")):
+        monkeypatch.setattr(precision, "native_bfloat16", lambda found=found: found)
+        work = tmp_path / expected
+        trainer = Trainer(_config(synthetic_root, precision="auto", total_steps=2), str(work),
+                          progress=False)
+        assert trainer.precision == expected
+        assert {layer.compute_dtype for layer in trainer.model._flatten_layers()
+                if layer.weights} == {"bfloat16" if found else "float32"}
+        trainer.run()
+        record = json.load(open(work / "config.json"))
+        assert record["precision"] == "auto" and record["precision_resolved"] == expected
+        assert json.load(open(work / "embedding.keras.json"))["trained_precision"] == expected
+
+
 def test_bfloat16_run_trains_and_saves_a_float32_model(tmp_path, synthetic_root):
     c = _config(synthetic_root, precision="mixed_bfloat16")
     trainer = Trainer(c, str(tmp_path / "bf16"), progress=False)

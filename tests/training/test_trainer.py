@@ -35,6 +35,24 @@ def test_exponential_schedule_eq9_and_beta1_switch():
     with pytest.raises(ValueError, match="warmup_steps"):
         schedules.learning_rate(schedules.ScheduleConfig(kind="exponential", t0=5, t1=9,
                                                          warmup_steps=6), 0)
+    edge = schedules.ScheduleConfig(kind="exponential", base_lr=1e-3, t0=5, t1=9, warmup_steps=5,
+                                    warmup_from=0.0)        # warm-up up to t0 is allowed
+    np.testing.assert_allclose(schedules.sample(edge, [0, 4, 5, 9]), [0.0, 8e-4, 1e-3, 1e-6],
+                               rtol=1e-5)
+
+
+def test_bad_schedule_is_refused_before_training(synthetic_root, tmp_path):
+    from kreid.errors import ConfigValueError
+
+    c = _config(synthetic_root)
+    c.schedule.warmup_steps = 3                      # t0 is 2
+    with pytest.raises(ConfigValueError, match=r"config.schedule \(stage 0\).*warmup_steps"):
+        Trainer(c, str(tmp_path / "w"), progress=False)
+    c = _config(synthetic_root)
+    c.schedule.t1 = 2
+    with pytest.raises(ConfigValueError, match=r"config.schedule \(stage 0\).*t1 > t0"):
+        Trainer(c, str(tmp_path / "t"), progress=False)
+    assert not os.path.exists(tmp_path / "w" / "config.json")
 
 
 def test_warmup_step_and_step_schedules():
@@ -136,7 +154,8 @@ def _train_cmd(workdir, root, steps=8, every=2):
             "--config.image_size=(64, 32)", "--config.batch.p=4", "--config.batch.k=2",
             f"--config.total_steps={steps}", f"--config.checkpoint_every={every}",
             "--config.log_every=2", "--config.schedule.t0=4", f"--config.schedule.t1={steps}",
-            "--config.final_eval.enabled=False", "--config.deterministic=True"]
+            "--config.final_eval.enabled=False", "--config.deterministic=True",
+            "--config.precision=float32"]       # not the demo's "auto": the same on any CPU
 
 
 def test_sigkill_then_resume_reaches_the_same_final_state(tmp_path, synthetic_root):
