@@ -8,6 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
+from kreid.training.precision import PRECISIONS  # noqa: E402  (imports no TensorFlow)
+
 WORKDIR = flags.DEFINE_string("workdir", "demo_out", "where data, models and reports go")
 SEED = flags.DEFINE_integer("seed", 0, "random seed")
 STEPS = flags.DEFINE_integer("steps", 0, "training steps (0: configs/lunet_synthetic.py's)")
@@ -15,9 +17,8 @@ FORMATS = flags.DEFINE_list("formats", None, "export formats (default: float32 a
                             "TFLite, float32 ONNX; 'all' adds the SavedModel, float16 and "
                             "dynamic-range int8 TFLite, int8 ONNX)")
 
-PRECISION = flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
-                              "training precision; auto: bfloat16 where the hardware has it "
-                              "(kreid.training.precision.PRECISIONS)")
+PRECISION = flags.DEFINE_enum("precision", "auto", list(PRECISIONS),
+                              "training precision; auto: bfloat16 where the hardware has it")
 
 
 def main(argv):
