@@ -13,6 +13,10 @@ class ConfigValueError(KreidError, ValueError):
     """A config key holds a value kreid does not accept; names the key and the choices."""
 
 
+class ConfigTypeError(KreidError, TypeError):
+    """A config key holds a value of the wrong type; names the key and the expected type."""
+
+
 class EmptySplitError(KreidError, ValueError):
     """A split (train/query/gallery) holds no usable records."""
 

@@ -32,10 +32,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from kreid.errors import ConfigTypeError, ConfigValueError
 from kreid.losses import margin_softmax as ms
 from kreid.losses import triplet_family as tfam
 from kreid.losses import unified
 from kreid.models import heads
+from kreid.training.config import ConfigError
 
 TERMS: dict[str, type["Term"]] = {}
 
@@ -57,7 +59,7 @@ class Option:
 
     def parse(self, value, where: str):
         def fail(expected):
-            raise TypeError(f"{where}={value!r}: expected {expected}")
+            raise ConfigTypeError(f"{where}={value!r}: expected {expected}")
 
         if self.kind == "margin":      # a hinge margin (float), "soft" (softplus) or "none"
             if isinstance(value, str):
@@ -118,7 +120,7 @@ class Term:
         where = f"config.losses.{self.name}"
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise KeyError(f"{where}.{unknown[0]}: unknown option; valid options of "
+            raise ConfigError(f"{where}.{unknown[0]}: unknown option; valid options of "
                            f"{self.name!r}: weight, {', '.join(sorted(self.options)) or '-'}")
         self.o = {k: spec.parse(options[k], f"{where}.{k}") if k in options else spec.default
                   for k, spec in self.options.items()}
@@ -264,7 +266,7 @@ class Attributes(Term):
 
     def make_head(self, num_classes, embedding_dim, num_attributes):
         if num_attributes == 0:
-            raise ValueError("config.losses.attributes: the dataset has no binary attributes")
+            raise ConfigValueError("config.losses.attributes: the dataset has no binary attributes")
         return heads.AttributeHeads(num_attributes, slice_dim=self.o["slice_dim"],
                                     scale=self.o["scale"], margin=self.o["margin"],
                                     name="attribute_heads")
@@ -487,11 +489,11 @@ def parse_losses(losses: dict) -> list[Term]:
     """``{"name": {"weight": w, **options}}`` -> terms (zero-weight ones dropped);
     unknown names, unknown options and wrong types are refused, named."""
     if not losses:
-        raise ValueError("config.losses is empty: name at least one loss term")
+        raise ConfigValueError("config.losses is empty: name at least one loss term")
     terms = []
     for name, spec in dict(losses).items():
         if name not in TERMS:
-            raise KeyError(f"config.losses.{name}: unknown loss term; known: "
+            raise ConfigError(f"config.losses.{name}: unknown loss term; known: "
                            f"{', '.join(TERMS)}")
         spec = dict(spec or {})
         term = TERMS[name](**spec)

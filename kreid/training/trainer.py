@@ -41,7 +41,7 @@ from kreid import models
 from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
 from kreid.data.records import Record, attribute_columns, attribute_matrix, holdout, relabel
-from kreid.errors import ConfigValueError, NonFiniteError
+from kreid.errors import ConfigValueError, KreidError, NonFiniteError
 from kreid.training import checkpoint, precision, schedules
 from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
@@ -77,6 +77,9 @@ class Trainer:
         self.train_records, self.val = self._training_records()
         self.num_classes = len({r.label for r in self.train_records})
         self.image_size = tuple(c.image_size)
+        if c.model.name not in models.names():
+            raise ConfigValueError(f"config.model.name: unknown model {c.model.name!r}; "
+                                   f"registered: {', '.join(models.names())}")
         self.preprocessing = c.get("preprocessing") or models.preprocessing(
             c.model.name, c.model.get("kwargs", {}).get("weights"))
         # the sampler, and so the batch size, decided once: everything below depends on it
@@ -84,8 +87,8 @@ class Trainer:
         parsed = [t for losses in stage_losses for t in parse_losses(losses)]
         for t in parsed:
             if t.name == "ntuplet" and t.o["n"] > int(c.batch.p):
-                raise ValueError(f"config.losses.ntuplet.n={t.o['n']}: an N-tuplet needs N "
-                                 f"identities in the batch, config.batch.p is {c.batch.p}")
+                raise ConfigValueError(f"config.losses.ntuplet.n={t.o['n']}: an N-tuplet needs N "
+                                       f"identities in the batch, config.batch.p is {c.batch.p}")
         kinds = {t.sampler for t in parsed if t.sampler}
         self.sampler = make_sampler(kinds, c, self.train_records, workdir)
         self.batch_size = int(self.sampler.batch_size)
@@ -137,9 +140,18 @@ class Trainer:
         c = self.config
         keras.utils.set_random_seed(int(c.seed))   # same initial weights in every run
         with self.replicas.scope():
+            kwargs = dict(c.model.get("kwargs", {}))
             with precision.policy(self.precision):    # the heads stay float32
-                model = models.build(c.model.name, (*self.image_size, 3),
-                                     int(c.model.embedding_dim), **dict(c.model.get("kwargs", {})))
+                try:
+                    model = models.build(c.model.name, (*self.image_size, 3),
+                                         int(c.model.embedding_dim), **kwargs)
+                except (KeyError, TypeError, ValueError) as exc:
+                    if isinstance(exc, KreidError):    # already names its file or key
+                        raise
+                    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+                    raise ConfigValueError(
+                        f"config.model (name={c.model.name!r}, embedding_dim="
+                        f"{c.model.embedding_dim}, kwargs={kwargs}): {message}") from exc
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
                 for layer in model._flatten_layers():
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -196,7 +208,23 @@ class Trainer:
         self.saved_optimizer = {} if at_boundary else groups.get("optimizer", {})
         self.checkpoint_path = found[-1][1]
         self.writer.truncate(self.step)
+        self._warn_precision_change()
         log.info("resumed from %s (step %d, stage %d)", found[-1][1], self.step, self.stage)
+
+    def _warn_precision_change(self) -> None:
+        """A resumed run whose ``precision`` resolves otherwise than its first part did
+        (``auto`` on other hardware) goes on safely, as variables and checkpoints are
+        float32, but its steps are no longer one recipe: say so."""
+        try:
+            with open(os.path.join(self.workdir, "config.json")) as f:
+                before = json.load(f).get("precision_resolved")
+        except (OSError, ValueError, AttributeError):
+            return
+        if before and before != self.precision:
+            log.warning("config.precision=%r resolved to %s here, but to %s when this run "
+                        "started: the steps from %d on train in %s",
+                        self.config.get("precision", "float32"), self.precision, before,
+                        self.step, self.precision)
 
     # -------------------------------------------------------------- training
     def run(self) -> dict:

@@ -143,3 +143,28 @@ def test_trainer_refuses_an_unknown_precision_before_any_work(tmp_path, syntheti
         Trainer(_config(synthetic_root, precision="float16"), str(tmp_path / "w"),
                 progress=False)
     assert not (tmp_path / "w").exists()
+
+
+def test_resume_that_resolves_auto_otherwise_warns(tmp_path, synthetic_root, monkeypatch,
+                                                    caplog):
+    """Started where "auto" meant float32, resumed where it means bfloat16: it goes on
+    (checkpoints are float32) and says that the later steps train in bfloat16."""
+    import logging
+
+    work = str(tmp_path / "run")
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: None)
+    Trainer(_config(synthetic_root, precision="auto", total_steps=2), work,
+            progress=False).run()
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: "CPU avx512_bf16")
+    with caplog.at_level(logging.WARNING, logger="kreid.training.trainer"):
+        trainer = Trainer(_config(synthetic_root, precision="auto", total_steps=4), work,
+                          progress=False)
+    assert trainer.step == 2 and trainer.precision == "mixed_bfloat16"
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("resolved to mixed_bfloat16 here, but to float32 when this run started"
+               in m and "from 2 on" in m for m in warned), warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kreid.training.trainer"):
+        Trainer(_config(synthetic_root, precision="auto", total_steps=4), str(tmp_path / "new"),
+                progress=False)
+    assert not [r for r in caplog.records if "resolved to" in r.getMessage()]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,10 +245,30 @@ def test_table1_grid_cells():
 
 
 def test_unknown_model_name_lists_the_registered_ones(synthetic_root, tmp_path):
+    from kreid.errors import ConfigValueError
+
     c = _config(synthetic_root)
     c.model.name = "resnet_edgee"
-    with pytest.raises(KeyError, match="unknown model 'resnet_edgee'; registered: .*resnet_edge"):
+    with pytest.raises(ConfigValueError, match=r"^config.model.name: unknown model "
+                       "'resnet_edgee'; registered: .*resnet_edge"):
         Trainer(c, str(tmp_path), progress=False)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"head": "bot"}, "head must be 'fc' or 'pool', got 'bot'"),
+    ({"last_stride": 3}, "last_stride must be 1 or 2, got 3"),
+    ({"heads": "fc"}, "unexpected keyword argument 'heads'"),
+])
+def test_bad_model_kwargs_name_the_config_field(synthetic_root, tmp_path, kwargs, says):
+    """A model's own argument errors reach the user naming config.model, before training."""
+    from kreid.errors import ConfigValueError
+
+    c = _config(synthetic_root)
+    c.model.name, c.model.kwargs = "mobilenet_v2", kwargs
+    with pytest.raises(ConfigValueError, match=r"^config.model \(name='mobilenet_v2', "
+                       r"embedding_dim=32, kwargs=\{.*\}\): .*" + re.escape(says)):
+        Trainer(c, str(tmp_path), progress=False)
+    assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
 
 
 def test_attribute_run_exports_f_id_only(tmp_path, synthetic_root):
