@@ -82,7 +82,8 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
                        calibration_records=None, num_calibration: int = 200, tta: str = "none",
                        protocol: str = "market", threshold: float = 1.0, io_type: str = "int8",
                        latency_runs: int = 30, debug: bool = True,
-                       preprocessing: str | None = None, supply: str = "") -> dict:
+                       preprocessing: str | None = None, supply: str = "",
+                       int8_ranges: str = "minmax") -> dict:
     """Export ``keras_path`` to ``formats`` and score every variant; writes
     ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the table.
 
@@ -99,7 +100,8 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
     formats = list(formats or convert.FORMATS)
     records = calibration_records if calibration_records is not None else dataset.train
     calibration = convert.calibration_images(records, spec, min(num_calibration, len(records)))
-    paths = convert.export_all(model, out_dir, spec, formats, calibration, io_type)
+    paths = convert.export_all(model, out_dir, spec, formats, calibration, io_type,
+                               int8_ranges)
 
     fq = embed_records(float_emb, dataset.query, tta, progress=False)
     fg = embed_records(float_emb, dataset.gallery, tta, progress=False)
@@ -134,7 +136,7 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
         rows.append(row)
     table = {"model": keras_path, "protocol": protocol, "tta": tta, "threshold": threshold,
              "num_query": len(dataset.query), "num_gallery": len(dataset.gallery),
-             "num_calibration": len(calibration), "rows": rows}
+             "num_calibration": len(calibration), "int8_ranges": int8_ranges, "rows": rows}
     reports.write_json(table, os.path.join(out_dir, "quantized_accuracy.json"))
     write_text(os.path.join(out_dir, "quantized_accuracy.md"), markdown_table(table) + "\n")
     return table
@@ -151,7 +153,8 @@ def markdown_table(table: dict) -> str:
 
     lines = [f"Quantized-model accuracy ({table['protocol']} protocol, TTA {table['tta']}, "
              f"{table['num_query']} queries x {table['num_gallery']} gallery, "
-             f"{table['num_calibration']} calibration images)", "",
+             f"{table['num_calibration']} calibration images, int8 activation ranges "
+             f"{table.get('int8_ranges', 'minmax')})", "",
              "| format | size (MB) | mAP | rank-1 | delta mAP (pts) | cosine to float | "
              "max abs diff | ms/img 1 thread | ms/img 2 threads |",
              "|---|---|---|---|---|---|---|---|---|"]

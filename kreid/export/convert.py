@@ -119,10 +119,14 @@ def _unsupported_ops(message: str) -> list[str]:
 
 
 def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray | None = None,
-           io_type: str = "int8") -> str:
-    """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type`` int8/uint8/float32)."""
+           io_type: str = "int8", int8_ranges: str = "minmax") -> str:
+    """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
+    int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`)."""
     import tensorflow as tf
 
+    from kreid.export import ranges
+
+    ranges.check(int8_ranges)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -143,7 +147,11 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
     elif mode != "float32":
         raise ValueError(f"unknown TFLite mode {mode!r}")
     try:
-        data = converter.convert()
+        if mode == "int8" and int8_ranges != "minmax":
+            data = ranges.clipped_model(saved_model_dir, calibration, int8_ranges,
+                                        types[io_type])[0]
+        else:
+            data = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         ops = _unsupported_ops(str(exc))
         raise ExportError(f"TFLite {mode} conversion failed"
@@ -208,8 +216,13 @@ def quiet_converters() -> None:
 
 
 def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | None = None,
-               calibration: np.ndarray | None = None, io_type: str = "int8") -> dict[str, str]:
-    """Write every requested format into ``out_dir``; returns {format: path}."""
+               calibration: np.ndarray | None = None, io_type: str = "int8",
+               int8_ranges: str = "minmax") -> dict[str, str]:
+    """Write every requested format into ``out_dir``; returns {format: path}.
+    ``int8_ranges``: the activation ranges of ``tflite_int8`` (:mod:`kreid.export.ranges`)."""
+    from kreid.export import ranges
+
+    ranges.check(int8_ranges)       # before anything is written
     quiet_converters()
     formats = list(formats or FORMATS)
     unknown = [f for f in formats if f not in FORMATS]
@@ -237,7 +250,7 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
     for fmt in formats:
         path = base + SUFFIX.get(fmt, "")
         if fmt.startswith("tflite_"):
-            tflite(sm_dir, path, fmt[len("tflite_"):], calibration, io_type)
+            tflite(sm_dir, path, fmt[len("tflite_"):], calibration, io_type, int8_ranges)
         elif fmt == "onnx_float32":
             onnx_float(model, path)
         elif fmt == "onnx_int8":
@@ -249,7 +262,8 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
             onnx_int8(fp, path, calibration)
         else:
             continue
-        write_sidecar(path, spec, fmt, {"io_type": io_type} if fmt == "tflite_int8" else None)
+        write_sidecar(path, spec, fmt, {"io_type": io_type, "int8_ranges": int8_ranges}
+                      if fmt == "tflite_int8" else None)
         out[fmt] = path
     if work is not None:
         shutil.rmtree(work, ignore_errors=True)
@@ -259,7 +273,7 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
 def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
                       formats: Sequence[str] | None = None, num_calibration: int = 200,
                       io_type: str = "int8", preprocessing: str | None = None,
-                      supply: str = "") -> dict[str, str]:
+                      supply: str = "", int8_ranges: str = "minmax") -> dict[str, str]:
     """Export a ``.keras`` embedding model (with its sidecar, or ``preprocessing``) to
     ``formats``, calibrating int8 on ``calibration_records``; returns {format: path}."""
     from kreid.evaluation.embed import keras_sidecar, weights_fingerprint
@@ -276,4 +290,4 @@ def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
             raise ValueError("full-integer formats need calibration_records (training images)")
         calibration = calibration_images(calibration_records, spec,
                                          min(num_calibration, len(calibration_records)))
-    return export_all(model, out_dir, spec, formats, calibration, io_type)
+    return export_all(model, out_dir, spec, formats, calibration, io_type, int8_ranges)

@@ -1,0 +1,134 @@
+"""int8 activation ranges (kreid.export.ranges) against brute-force quantization in NumPy."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kreid.export import convert, ranges
+
+
+def _quantization_mse(x, lo, hi):
+    """TFLite's 8-bit affine quantization of ``x`` on [lo, hi], written out: scale, zero
+    point nudged onto the grid, round, clip to 256 levels, dequantize; the mean squared
+    error."""
+    scale = (hi - lo) / 255.0
+    zero = np.round(-lo / scale)
+    q = np.clip(np.round(x / scale) + zero, 0, 255)
+    return float(np.mean(((q - zero) * scale - x) ** 2))
+
+
+def test_range_mse_matches_brute_force_quantization():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_t(3, 60_000), np.zeros(20_000)])   # heavy tails + zeros
+    los, his = np.array([x.min(), -6.0, -3.0, -1.0]), np.array([x.max(), 8.0, 2.5, 0.7])
+    fast = ranges.range_mse(x, los, his)
+    assert fast.shape == (4, 4)
+    for i, lo in enumerate(los):
+        for j, hi in enumerate(his):
+            assert fast[i, j] == pytest.approx(_quantization_mse(x, lo, hi), rel=0.1), (lo, hi)
+
+
+def test_mse_range_clips_a_heavy_tail_and_beats_minmax():
+    x = np.random.default_rng(1).standard_t(3, 200_000)
+    lo, hi = ranges.clipped_range(x, "mse")
+    assert hi < 0.9 * x.max() and lo > 0.9 * x.min()
+    assert _quantization_mse(x, lo, hi) < 0.8 * _quantization_mse(x, x.min(), x.max())
+    # no range of the grid, by brute force, is better by more than the rounding model's slack
+    grid = [(a * x.min(), b * x.max()) for a in ranges.ALPHAS[::3] for b in ranges.ALPHAS[::3]]
+    best = min(_quantization_mse(x, *r) for r in grid)
+    assert _quantization_mse(x, lo, hi) <= 1.05 * best
+    # exact bounds from elsewhere (a sample missed the extremes) widen the candidates
+    assert ranges.clipped_range(x, "minmax", (2 * x.min(), 2 * x.max())) == (2 * x.min(),
+                                                                            2 * x.max())
+
+
+def test_mse_keeps_the_range_of_a_tensor_without_tails():
+    x = np.random.default_rng(2).uniform(0.0, 6.0, 50_000)      # a ReLU6 output
+    lo, hi = ranges.clipped_range(x, "mse")
+    assert lo == 0.0 and hi >= 0.95 * x.max()
+
+
+def test_minmax_and_percentile_contain_zero():
+    x = np.random.default_rng(3).uniform(1.0, 5.0, 10_000)
+    assert ranges.clipped_range(x, "minmax") == (0.0, pytest.approx(x.max()))
+    lo, hi = ranges.clipped_range(x, "percentile")
+    assert lo == 0.0 and hi == pytest.approx(np.percentile(x, 99.99))
+    y = -x
+    assert ranges.clipped_range(y, "percentile") == (pytest.approx(np.percentile(y, 0.01)), 0.0)
+    assert ranges.clipped_range(np.zeros(5), "mse") == (0.0, 0.0)
+
+
+def test_bad_method_and_values_are_refused():
+    with pytest.raises(ValueError, match="must be one of minmax, percentile, mse, got 'kl'"):
+        ranges.clipped_range(np.ones(3), "kl")
+    with pytest.raises(ValueError, match="finite"):
+        ranges.clipped_range(np.array([1.0, np.nan]), "mse")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small conv net and heavy-tailed calibration images: long-tailed activations."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(6)(x))
+    rng = np.random.default_rng(0)
+    cal = rng.laplace(0.0, 0.3, (40, 16, 8, 3)).astype(np.float32)
+    return model, cal, tmp_path_factory.mktemp("ranges")
+
+
+def _scales(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path)
+    return {d["name"]: d["quantization"][0] for d in interp.get_tensor_details()
+            if d["quantization"][0] and len(d["shape"]) == 4}
+
+
+def test_clipped_ranges_reach_the_int8_model(tiny):
+    model, cal, tmp = tiny
+    spec = convert.ExportSpec((16, 8), "none", "tiny")
+    paths = {m: convert.export_all(model, str(tmp / m), spec, ["tflite_int8"], cal,
+                                   int8_ranges=m)["tflite_int8"] for m in ("minmax", "mse")}
+    for method, path in paths.items():
+        assert json.load(open(path + ".json"))["int8_ranges"] == method
+    before, after = _scales(paths["minmax"]), _scales(paths["mse"])
+    shared = sorted(set(before) & set(after) - {n for n in before if "serving_default" in n})
+    assert shared
+    # the graph input keeps TFLite's range; every activation's step is no coarser, some finer
+    assert all(after[n] <= before[n] * (1 + 1e-6) for n in shared)
+    assert any(after[n] < 0.99 * before[n] for n in shared)
+    # and each is the step of the range clipped_range picks from the sampled values
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    calibrated = ranges.calibrate(convert.saved_model(model, str(tmp / "sm")), cal)
+    names = flatbuffer_utils.convert_bytearray_to_object(calibrated).subgraphs[0].tensors
+    samples = ranges.activation_samples(calibrated, cal)
+    for index, bounds in ranges.recorded_ranges(calibrated).items():
+        name = names[index].name.decode()
+        if name in after:
+            lo, hi = ranges.clipped_range(samples[index], "mse", bounds)
+            assert after[name] == pytest.approx((hi - lo) / 255, rel=1e-5), name
+            assert before[name] == pytest.approx((bounds[1] - min(bounds[0], 0)) / 255,
+                                                 rel=1e-5), name
+    from kreid_edge import load_embedder
+
+    reference = model(cal[:8], training=False).numpy()
+    out = load_embedder(paths["mse"])(cal[:8])
+    cos = np.sum(out * reference, 1) / (np.linalg.norm(out, axis=1)
+                                        * np.linalg.norm(reference, axis=1))
+    assert cos.min() > 0.95
+
+
+def test_unknown_int8_ranges_writes_nothing(tiny):
+    model, cal, tmp = tiny
+    spec = convert.ExportSpec((16, 8), "none", "tiny")
+    with pytest.raises(ValueError, match="int8_ranges must be one of minmax, percentile, mse"):
+        convert.export_all(model, str(tmp / "bad"), spec, ["tflite_int8"], cal,
+                           int8_ranges="entropy")
+    assert not os.path.exists(tmp / "bad" / "tiny.int8.tflite")
