@@ -72,7 +72,8 @@ def main(argv):
         for method in METHODS.value:
             path = os.path.join(work, f"{method}.int8.tflite")
             convert.tflite(sm, path, "int8", cal, "int8", method)
-            convert.write_sidecar(path, spec, "tflite_int8", {"io_type": "int8"})
+            convert.write_sidecar(path, spec, "tflite_int8", {"io_type": "int8",
+                                                               "int8_ranges": method})
             emb = load_embedder(path, num_threads=2)
             cos = cosine_to_reference(np.asarray(emb(select)), ref_select)
             q = embed_records(emb, ds.query, progress=False)

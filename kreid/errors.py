@@ -9,6 +9,13 @@ class DatasetLayoutError(KreidError, FileNotFoundError):
     """A dataset folder or annotation file is missing or does not parse."""
 
 
+class ConfigError(KreidError, KeyError):
+    """A config names a key (override, loss term, option, source) kreid does not have."""
+
+    def __str__(self) -> str:        # KeyError would quote the message
+        return str(self.args[0])
+
+
 class ConfigValueError(KreidError, ValueError):
     """A config key holds a value kreid does not accept; names the key and the choices."""
 

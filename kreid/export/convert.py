@@ -118,15 +118,11 @@ def _unsupported_ops(message: str) -> list[str]:
     return sorted({m.group(2) for m in _OP_PATTERN.finditer(message)})
 
 
-def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray | None = None,
-           io_type: str = "int8", int8_ranges: str = "minmax") -> str:
-    """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
-    int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`)."""
+def _converter(saved_model_dir: str, mode: str, calibration: np.ndarray | None,
+               io_type: str):
+    """A TFLiteConverter set up for ``mode`` (see :func:`tflite`)."""
     import tensorflow as tf
 
-    from kreid.export import ranges
-
-    ranges.check(int8_ranges)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -140,18 +136,47 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
         converter.representative_dataset = lambda: ([calibration[i:i + 1]]
                                                     for i in range(len(calibration)))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
-        if io_type not in types:
-            raise ValueError(f"io_type must be int8, uint8 or float32, got {io_type!r}")
-        converter.inference_input_type = converter.inference_output_type = types[io_type]
+        converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
     elif mode != "float32":
         raise ValueError(f"unknown TFLite mode {mode!r}")
+    return converter
+
+
+def _io_dtype(io_type: str):
+    import tensorflow as tf
+
+    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+    if io_type not in types:
+        raise ValueError(f"io_type must be int8, uint8 or float32, got {io_type!r}")
+    return types[io_type]
+
+
+def calibrated_tflite(saved_model_dir: str, calibration: np.ndarray) -> bytes:
+    """The float TFLite model with TFLite's calibrated min/max of every activation: the
+    full-integer conversion stopped before quantizing (:mod:`kreid.export.ranges`)."""
+    converter = _converter(saved_model_dir, "int8", calibration, "int8")
+    converter._experimental_calibrate_only = True     # noqa: SLF001  (TF's debugger does too)
+    return converter.convert()
+
+
+def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray | None = None,
+           io_type: str = "int8", int8_ranges: str = "minmax",
+           summary: dict | None = None) -> str:
+    """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
+    int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`,
+    whose summary goes into ``summary`` when given)."""
+    from kreid.export import ranges
+
+    ranges.check(int8_ranges)
+    clip = mode == "int8" and int8_ranges != "minmax"
+    converter = _converter(saved_model_dir, mode, calibration, io_type)
+    converter._experimental_calibrate_only = clip     # noqa: SLF001
     try:
-        if mode == "int8" and int8_ranges != "minmax":
-            data = ranges.clipped_model(saved_model_dir, calibration, int8_ranges,
-                                        types[io_type])[0]
-        else:
-            data = converter.convert()
+        data = converter.convert()
+        if clip:
+            data, clipped = ranges.clip(data, calibration, int8_ranges, _io_dtype(io_type))
+            if summary is not None:
+                summary.update(clipped)
     except Exception as exc:  # the converter raises ConverterError and friends
         ops = _unsupported_ops(str(exc))
         raise ExportError(f"TFLite {mode} conversion failed"
@@ -249,8 +274,10 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
         sm_dir = saved_model(model, os.path.join(work, "model.savedmodel"))
     for fmt in formats:
         path = base + SUFFIX.get(fmt, "")
+        clipped: dict = {}
         if fmt.startswith("tflite_"):
-            tflite(sm_dir, path, fmt[len("tflite_"):], calibration, io_type, int8_ranges)
+            tflite(sm_dir, path, fmt[len("tflite_"):], calibration, io_type, int8_ranges,
+                   clipped)
         elif fmt == "onnx_float32":
             onnx_float(model, path)
         elif fmt == "onnx_int8":
@@ -262,7 +289,8 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
             onnx_int8(fp, path, calibration)
         else:
             continue
-        write_sidecar(path, spec, fmt, {"io_type": io_type, "int8_ranges": int8_ranges}
+        write_sidecar(path, spec, fmt, {"io_type": io_type, "int8_ranges": int8_ranges,
+                                        **({"int8_ranges_summary": clipped} if clipped else {})}
                       if fmt == "tflite_int8" else None)
         out[fmt] = path
     if work is not None:

@@ -4,8 +4,8 @@ TFLite's calibrator records each activation tensor's minimum and maximum over
 the calibration images; the tensor's int8 step is then (max - min) / 255, so
 one rare large value coarsens the step for every other value. (On the CUHK03
 MobileNetV2, 1,000 calibration images lost more mAP than 200: BENCHMARKS.md.)
-:func:`quantize` can replace the recorded range of every activation tensor
-before the model is quantized:
+:func:`clip` replaces the recorded range of every activation tensor before
+the model is quantized (``bin/export.py --int8_ranges``):
 
 - ``minmax``: TFLite's own ranges, unchanged (the default);
 - ``percentile``: the 0.01st and 99.99th percentiles of the tensor's values
@@ -16,12 +16,14 @@ before the model is quantized:
   setting, e.g. Nagel et al., *A White Paper on Neural Network
   Quantization*, 2021, section 3.4.1; :func:`range_mse`).
 
-The values come from the calibrated float model run on the calibration
-images with every intermediate tensor kept; ``per_image`` of each tensor's
-values (at fixed random positions) per image enter the statistics, and
-TFLite's recorded range bounds the candidates. Graph inputs keep TFLite's range (a
-clipped input range would saturate pixels); weights are quantized per channel
-by the converter as before.
+The values come from the calibrated float model
+(:func:`kreid.export.convert.calibrated_tflite`) run on the calibration images
+with every intermediate tensor kept; ``per_image`` of each tensor's values (at
+fixed random positions) per image enter the statistics, and TFLite's recorded
+range bounds the candidates. Graph inputs keep TFLite's range (a clipped input
+range would saturate pixels); weights are quantized per channel by the
+converter as before. The samples take ``per_image`` x images x tensors floats
+(about 0.25 GB for 200 images of a MobileNetV2).
 """
 
 from __future__ import annotations
@@ -40,30 +42,17 @@ def check(method: str) -> str:
     return method
 
 
-def calibrate(saved_model_dir: str, calibration: np.ndarray) -> bytes:
-    """The float TFLite model with TFLite's min/max recorded for every activation."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([calibration[i:i + 1]]
-                                                for i in range(len(calibration)))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter._experimental_calibrate_only = True     # noqa: SLF001  (TF's debugger does too)
-    return converter.convert()
-
-
 def _ranged_tensors(model) -> dict[int, tuple[float, float]]:
-    """{tensor index: (min, max)} of the activations the calibrator gave a range."""
+    """{tensor index: (min, max)} of the activations the calibrator gave a range: the
+    outputs of the graph's operators (never a weight, never the graph input)."""
     graph = model.subgraphs[0]
-    inputs = set(int(i) for i in graph.inputs)
+    produced = {int(t) for op in graph.operators for t in op.outputs} - {
+        int(i) for i in graph.inputs}
     out = {}
-    for index, tensor in enumerate(graph.tensors):
-        q = tensor.quantization
-        if index in inputs or q is None or q.min is None or q.max is None:
+    for index in sorted(produced):
+        q = graph.tensors[index].quantization
+        if q is None or q.min is None or q.max is None or len(q.min) != 1:
             continue
-        if len(q.min) != 1 or model.buffers[tensor.buffer].data is not None:
-            continue                 # per-channel or constant: a weight, not an activation
         out[index] = (float(q.min[0]), float(q.max[0]))
     return out
 
@@ -75,13 +64,15 @@ def activation_samples(calibrated: bytes, calibration: np.ndarray, per_image: in
     smaller), so a uniform sample of its values."""
     import warnings
 
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tensorflow.lite.tools import flatbuffer_utils
 
     ranged = _ranged_tensors(flatbuffer_utils.convert_bytearray_to_object(calibrated))
     with warnings.catch_warnings():     # "for debugging purposes only": here it is the point
         warnings.simplefilter("ignore")
-        interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+        interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=OpResolverType
+                             .BUILTIN_WITHOUT_DEFAULT_DELEGATES)     # every tensor computed
     interp.allocate_tensors()
     source = interp.get_input_details()[0]["index"]
     rng = np.random.default_rng(seed)
@@ -108,8 +99,10 @@ def range_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     (hi - lo) / 255), except exact zeros, which the zero point represents."""
     x = np.sort(np.asarray(values, np.float64).ravel())
     n = len(x)
-    s1, s2 = np.concatenate([[0.0], np.cumsum(x)]), np.concatenate([[0.0], np.cumsum(x * x)])
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    if (lo > 0).any() or (hi < 0).any():
+        raise ValueError("every range must contain 0 (lo <= 0 <= hi)")
+    s1, s2 = np.concatenate([[0.0], np.cumsum(x)]), np.concatenate([[0.0], np.cumsum(x * x)])
     a = np.searchsorted(x, hi, side="right")          # values above hi: x[a:]
     above = (s2[n] - s2[a]) - 2 * hi * (s1[n] - s1[a]) + hi ** 2 * (n - a)
     b = np.searchsorted(x, lo, side="left")           # values below lo: x[:b]
@@ -154,12 +147,13 @@ def set_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> byt
 
 
 def quantize(calibrated: bytes, io_type) -> bytes:
-    """The full-integer model from a calibrated one (TFLite's own MLIR quantizer, as the
-    converter runs it), with ``io_type`` (a tf dtype) at the input and output."""
+    """The full-integer model from a calibrated one, as TFLiteConverter makes it (its MLIR
+    quantizer, then its read-only buffer deduplication), with ``io_type`` (a tf dtype) at
+    the input and output."""
     from tensorflow.lite.python import convert
 
-    return convert.mlir_quantize(calibrated, False, input_data_type=io_type,
-                                 output_data_type=io_type)
+    return convert.deduplicate_readonly_buffers(convert.mlir_quantize(
+        calibrated, False, input_data_type=io_type, output_data_type=io_type))
 
 
 def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
@@ -169,21 +163,21 @@ def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
     return _ranged_tensors(flatbuffer_utils.convert_bytearray_to_object(calibrated))
 
 
-def clipped_model(saved_model_dir: str, calibration: np.ndarray, method: str,
-                  io_type) -> tuple[bytes, dict]:
-    """Calibrate, replace every activation range by ``method``'s, quantize. Returns the
-    int8 model and a summary: how many ranges changed and the median ratio of the new
-    range's width to TFLite's."""
+def clip(calibrated: bytes, calibration: np.ndarray, method: str,
+         io_type) -> tuple[bytes, dict]:
+    """Replace every activation range of ``calibrated`` (:func:`kreid.export.convert.
+    calibrated_tflite`) by ``method``'s, then quantize. Returns the int8 model and a
+    summary: how many ranges got narrower and the median ratio of the new range's width to
+    TFLite's."""
     check(method)
-    calibrated = calibrate(saved_model_dir, calibration)
     recorded = recorded_ranges(calibrated)
     ranges = {}
     if method != "minmax":
         samples = activation_samples(calibrated, calibration)
         ranges = {i: clipped_range(samples[i], method, recorded[i]) for i in recorded}
-    ratios = [(hi - lo) / max(recorded[i][1] - recorded[i][0], 1e-12)
+    ratios = [(hi - lo) / max(max(recorded[i][1], 0.0) - min(recorded[i][0], 0.0), 1e-12)
               for i, (lo, hi) in ranges.items()]
     summary = {"method": method, "tensors": len(recorded),
                "clipped": int(sum(r < 0.999 for r in ratios)),
-               "median_width_ratio": float(np.median(ratios)) if ratios else 1.0}
+               "median_width_ratio": round(float(np.median(ratios)), 4) if ratios else 1.0}
     return quantize(set_ranges(calibrated, ranges) if ranges else calibrated, io_type), summary

@@ -45,6 +45,20 @@ def preprocessing(name: str, weights=None) -> str:
     return "torch" if is_torch_file(weights) else PREPROCESSING[name]
 
 
+def check_arguments(name: str, kwargs: dict) -> None:
+    """Refuse keyword arguments model ``name`` does not take, naming those it does."""
+    import inspect
+
+    from kreid.errors import ConfigError
+
+    _require(name)
+    takes = [p for p in inspect.signature(_REGISTRY[name]).parameters if p != "input_shape"]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise ConfigError(f"{name} takes no argument {', '.join(unknown)}; its arguments: "
+                          f"{', '.join(takes)}")
+
+
 def build(name: str, input_shape=(128, 64, 3), embedding_dim: int | None = None,
           **kwargs) -> keras.Model:
     """Build model ``name``; ``embedding_dim`` None keeps the model's own default

@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kreid.errors import ConfigValueError
 from kreid.models import register
 
 
@@ -113,16 +114,16 @@ def mobilenet_v2(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=No
     pooled feature, cross-entropy after the BN).
     """
     if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        raise ConfigValueError(f"last_stride must be 1 or 2, got {last_stride}")
     if head not in ("fc", "pool"):
-        raise ValueError(f"mobilenet_v2: head must be 'fc' or 'pool', got {head!r}")
+        raise ConfigValueError(f"mobilenet_v2: head must be 'fc' or 'pool', got {head!r}")
     if head == "pool" and embedding_dim != 1280:
-        raise ValueError(f"mobilenet_v2: head='pool' returns the 1280-d pooled feature; "
-                         f"set embedding_dim=1280 (got {embedding_dim})")
+        raise ConfigValueError(f"mobilenet_v2: head='pool' returns the 1280-d pooled feature; "
+                               f"set embedding_dim=1280 (got {embedding_dim})")
     if weights == "imagenet":
-        raise ValueError("mobilenet_v2: Keras' MobileNetV2 ImageNet weights pad differently; "
-                         "use weights='mobilenet_v2_imagenet' (offline, torchvision layout) "
-                         "or a PyTorch MobileNetV2 state dict")
+        raise ConfigValueError("mobilenet_v2: Keras' MobileNetV2 ImageNet weights pad "
+                               "differently; use weights='mobilenet_v2_imagenet' (offline, "
+                               "torchvision layout) or a PyTorch MobileNetV2 state dict")
     backbone = mobilenet_v2_backbone(input_shape, last_stride)
     if weights is not None:
         from kreid.models.weights import load_torch_mobilenet_v2, resolve

@@ -31,6 +31,7 @@ import os
 import keras
 from keras import layers
 
+from kreid.errors import ConfigValueError
 from kreid.models import register
 
 _BN_EPS = 1.001e-5          # Keras' ResNet-50
@@ -238,11 +239,11 @@ def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_str
     (bias frozen at 0).
     """
     if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        raise ConfigValueError(f"last_stride must be 1 or 2, got {last_stride}")
     if _is_torch(weights):
         if ibn or se:
-            raise ValueError("resnet50_reid: torchvision weights fit the plain ResNet-50 "
-                             "(ibn=False, se=False)")
+            raise ConfigValueError("resnet50_reid: torchvision weights fit the plain ResNet-50 "
+                                   "(ibn=False, se=False)")
         backbone = _torchvision_backbone(input_shape, weights, last_stride)
     else:
         backbone = resnet50_backbone(input_shape, last_stride, ibn, se)
@@ -278,10 +279,10 @@ def resnet_edge(input_shape=(128, 64, 3), embedding_dim: int = 128,
                 last_stride: int = 1) -> keras.Model:
     """Basic-block ResNet (ResNet-18 layout by default) + GAP + FC512-BN-ReLU6 + FC."""
     if len(widths) != len(blocks) or not widths:
-        raise ValueError(f"widths {widths} and blocks {blocks} must be non-empty and "
-                         "of the same length")
+        raise ConfigValueError(f"widths {widths} and blocks {blocks} must be non-empty and "
+                               "of the same length")
     if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        raise ConfigValueError(f"last_stride must be 1 or 2, got {last_stride}")
     inputs = keras.Input(input_shape, name="images")
     x = layers.Conv2D(widths[0], 7, strides=2, padding="same", use_bias=False,
                       name="stem_conv")(inputs)

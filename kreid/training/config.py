@@ -7,14 +7,7 @@ their paper table needs; any key can be overridden on the command line
 
 import ml_collections
 
-from kreid.errors import KreidError
-
-
-class ConfigError(KreidError, KeyError):
-    """A config override names a key the config does not have."""
-
-    def __str__(self) -> str:        # KeyError would quote the message
-        return str(self.args[0])
+from kreid.errors import ConfigError  # noqa: F401  (raised here; defined with the others)
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -30,6 +30,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from kreid.errors import ConfigValueError
 from kreid.training.terms import Inputs, parse_losses
 
 
@@ -52,9 +53,10 @@ class Objective:
         self.attr_dim = attr.attribute_dim(num_attributes) if attr is not None else 0
         self.embedding_dim = embedding_dim - self.attr_dim        # f_id
         if self.embedding_dim <= 0:
-            raise ValueError(f"config.losses.attributes: {num_attributes} attributes x "
-                             f"slice_dim {attr.o['slice_dim']} = {self.attr_dim} dims leave no "
-                             f"identity feature of a {embedding_dim}-d embedding")
+            raise ConfigValueError(f"config.losses.attributes: {num_attributes} attributes x "
+                                   f"slice_dim {attr.o['slice_dim']} = {self.attr_dim} dims "
+                                   f"leave no identity feature of a {embedding_dim}-d "
+                                   "embedding")
         self.heads: dict[str, tf.keras.layers.Layer] = {}
         for t in self.terms:
             shared = (shared_heads or {}).get(t.name)

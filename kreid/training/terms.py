@@ -25,6 +25,7 @@ the local replica batch.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Callable, ClassVar
 
 import keras
@@ -32,12 +33,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from kreid.errors import ConfigTypeError, ConfigValueError
+from kreid.errors import ConfigError, ConfigTypeError, ConfigValueError
 from kreid.losses import margin_softmax as ms
 from kreid.losses import triplet_family as tfam
 from kreid.losses import unified
 from kreid.models import heads
-from kreid.training.config import ConfigError
 
 TERMS: dict[str, type["Term"]] = {}
 
@@ -116,12 +116,14 @@ class Term:
     coupled: ClassVar[bool] = True
 
     def __init__(self, weight: float = 1.0, **options):
-        self.weight = float(weight)
         where = f"config.losses.{self.name}"
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+            raise ConfigTypeError(f"{where}.weight={weight!r}: expected a number")
+        self.weight = float(weight)
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown option; valid options of "
-                           f"{self.name!r}: weight, {', '.join(sorted(self.options)) or '-'}")
+                              f"{self.name!r}: weight, {', '.join(sorted(self.options)) or '-'}")
         self.o = {k: spec.parse(options[k], f"{where}.{k}") if k in options else spec.default
                   for k, spec in self.options.items()}
         self.head: keras.layers.Layer | None = None
@@ -494,7 +496,10 @@ def parse_losses(losses: dict) -> list[Term]:
     for name, spec in dict(losses).items():
         if name not in TERMS:
             raise ConfigError(f"config.losses.{name}: unknown loss term; known: "
-                           f"{', '.join(TERMS)}")
+                              f"{', '.join(TERMS)}")
+        if spec is not None and not hasattr(spec, "items"):
+            raise ConfigTypeError(f"config.losses.{name}={spec!r}: expected a dict of options "
+                                  "(e.g. {weight: 1.0})")
         spec = dict(spec or {})
         term = TERMS[name](**spec)
         if term.weight:

@@ -41,7 +41,7 @@ from kreid import models
 from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
 from kreid.data.records import Record, attribute_columns, attribute_matrix, holdout, relabel
-from kreid.errors import ConfigValueError, KreidError, NonFiniteError
+from kreid.errors import ConfigError, ConfigValueError, NonFiniteError
 from kreid.training import checkpoint, precision, schedules
 from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
@@ -112,6 +112,7 @@ class Trainer:
         self.saved_optimizer: dict = {}     # optimizer values of a resumed checkpoint
         self.checkpoint_path = ""
         self._embedder = None
+        self._precision_history: list[dict] = []
         if resume:
             self._restore()
 
@@ -142,16 +143,14 @@ class Trainer:
         with self.replicas.scope():
             kwargs = dict(c.model.get("kwargs", {}))
             with precision.policy(self.precision):    # the heads stay float32
-                try:
+                try:         # the builders' own argument errors, named for the config
+                    models.check_arguments(c.model.name, kwargs)
                     model = models.build(c.model.name, (*self.image_size, 3),
                                          int(c.model.embedding_dim), **kwargs)
-                except (KeyError, TypeError, ValueError) as exc:
-                    if isinstance(exc, KreidError):    # already names its file or key
-                        raise
-                    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+                except (ConfigError, ConfigValueError) as exc:
                     raise ConfigValueError(
                         f"config.model (name={c.model.name!r}, embedding_dim="
-                        f"{c.model.embedding_dim}, kwargs={kwargs}): {message}") from exc
+                        f"{c.model.embedding_dim}, kwargs={kwargs}): {exc}") from exc
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
                 for layer in model._flatten_layers():
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -208,23 +207,29 @@ class Trainer:
         self.saved_optimizer = {} if at_boundary else groups.get("optimizer", {})
         self.checkpoint_path = found[-1][1]
         self.writer.truncate(self.step)
-        self._warn_precision_change()
+        self._precision_history = self._recorded_precisions()
         log.info("resumed from %s (step %d, stage %d)", found[-1][1], self.step, self.stage)
 
-    def _warn_precision_change(self) -> None:
-        """A resumed run whose ``precision`` resolves otherwise than its first part did
-        (``auto`` on other hardware) goes on safely, as variables and checkpoints are
-        float32, but its steps are no longer one recipe: say so."""
+    def _recorded_precisions(self) -> list[dict]:
+        """What ``precision`` resolved to in the earlier parts of a resumed run (config.json's
+        ``precision_history``). A part that resolves otherwise (``auto`` on other hardware)
+        goes on safely, as variables and checkpoints are float32, but its steps are no
+        longer one recipe: say so."""
         try:
             with open(os.path.join(self.workdir, "config.json")) as f:
-                before = json.load(f).get("precision_resolved")
-        except (OSError, ValueError, AttributeError):
-            return
-        if before and before != self.precision:
-            log.warning("config.precision=%r resolved to %s here, but to %s when this run "
-                        "started: the steps from %d on train in %s",
-                        self.config.get("precision", "float32"), self.precision, before,
-                        self.step, self.precision)
+                record = json.load(f)
+        except (OSError, ValueError):
+            return []
+        history = list(record.get("precision_history") or (
+            [{"from_step": 0, "precision": record["precision_resolved"]}]
+            if record.get("precision_resolved") else []))
+        if history and history[-1].get("precision") != self.precision:
+            log.warning("config.precision=%r resolved to %s here, but to %s for the steps from "
+                        "%s on (config.json precision_history): the steps from %d on train in %s",
+                        self.config.get("precision", "float32"), self.precision,
+                        history[-1].get("precision"), history[-1].get("from_step"), self.step,
+                        self.precision)
+        return history
 
     # -------------------------------------------------------------- training
     def run(self) -> dict:
@@ -232,6 +237,10 @@ class Trainer:
         if self.is_chief:
             record = json.loads(self.config.to_json_best_effort())
             record["precision_resolved"] = self.precision      # what "auto" became here
+            history = list(self._precision_history)      # and in the earlier parts of the run
+            if not history or history[-1].get("precision") != self.precision:
+                history.append({"from_step": self.step, "precision": self.precision})
+            record["precision_history"] = history
             write_text(os.path.join(self.workdir, "config.json"), json.dumps(record, indent=2))
         summary = {}
         while self.step < self.total_steps:

@@ -82,12 +82,56 @@ def tiny(tmp_path_factory):
     return model, cal, tmp_path_factory.mktemp("ranges")
 
 
-def _scales(path):
+def _quantization(path):
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=path)
-    return {d["name"]: d["quantization"][0] for d in interp.get_tensor_details()
-            if d["quantization"][0] and len(d["shape"]) == 4}
+    return {d["name"]: d["quantization"] for d in interp.get_tensor_details()
+            if d["quantization"][0] and len(d["shape"]) >= 2}
+
+
+def _scales(path):
+    return {name: q[0] for name, q in _quantization(path).items()}
+
+
+def test_samples_are_the_activations_of_the_calibrated_model(tiny):
+    """Independent of the clipping: the ranged tensors are operator outputs holding no
+    data, their samples lie inside TFLite's recorded range, and the output's samples are
+    the Keras model's embeddings."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model, cal, tmp = tiny
+    calibrated = convert.calibrated_tflite(convert.saved_model(model, str(tmp / "sm0")), cal)
+    fb = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    graph = fb.subgraphs[0]
+    recorded = ranges.recorded_ranges(calibrated)
+    outputs = {int(t) for op in graph.operators for t in op.outputs}
+    assert recorded and set(recorded) <= outputs
+    assert not set(recorded) & {int(i) for i in graph.inputs}
+    for index in recorded:
+        data = fb.buffers[graph.tensors[index].buffer].data
+        assert data is None or len(data) == 0          # not a weight
+    samples = ranges.activation_samples(calibrated, cal, per_image=64)
+    for index, (lo, hi) in recorded.items():
+        assert lo - 1e-5 <= samples[index].min() and samples[index].max() <= hi + 1e-5
+    out = int(graph.outputs[0])
+    np.testing.assert_allclose(samples[out].reshape(len(cal), -1),
+                               model(cal, training=False).numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="must contain 0"):
+        ranges.range_mse(np.ones(4), np.array([0.5]), np.array([2.0]))
+
+
+def test_unclipped_ranges_quantize_as_the_converter_does(tiny):
+    """minmax through kreid's calibrate -> quantize path gives the converter's own model."""
+    import tensorflow as tf
+
+    model, cal, tmp = tiny
+    sm = convert.saved_model(model, str(tmp / "sm1"))
+    direct = convert.tflite(sm, str(tmp / "direct.tflite"), "int8", cal)
+    data, summary = ranges.clip(convert.calibrated_tflite(sm, cal), cal, "minmax", tf.int8)
+    assert summary["clipped"] == 0
+    (tmp / "split.tflite").write_bytes(data)
+    assert _quantization(direct) == _quantization(str(tmp / "split.tflite"))
 
 
 def test_clipped_ranges_reach_the_int8_model(tiny):
@@ -97,8 +141,12 @@ def test_clipped_ranges_reach_the_int8_model(tiny):
                                    int8_ranges=m)["tflite_int8"] for m in ("minmax", "mse")}
     for method, path in paths.items():
         assert json.load(open(path + ".json"))["int8_ranges"] == method
+    sidecar = json.load(open(paths["mse"] + ".json"))["int8_ranges_summary"]
+    assert sidecar["method"] == "mse" and sidecar["tensors"] >= 3 and sidecar["clipped"] >= 1
     before, after = _scales(paths["minmax"]), _scales(paths["mse"])
-    shared = sorted(set(before) & set(after) - {n for n in before if "serving_default" in n})
+    inputs = {n for n in before if n.startswith("serving_default")}
+    assert len(inputs) == 1 and all(after[n] == before[n] for n in inputs)
+    shared = sorted(set(before) & set(after) - inputs)
     assert shared
     # the graph input keeps TFLite's range; every activation's step is no coarser, some finer
     assert all(after[n] <= before[n] * (1 + 1e-6) for n in shared)
@@ -106,7 +154,7 @@ def test_clipped_ranges_reach_the_int8_model(tiny):
     # and each is the step of the range clipped_range picks from the sampled values
     from tensorflow.lite.tools import flatbuffer_utils
 
-    calibrated = ranges.calibrate(convert.saved_model(model, str(tmp / "sm")), cal)
+    calibrated = convert.calibrated_tflite(convert.saved_model(model, str(tmp / "sm")), cal)
     names = flatbuffer_utils.convert_bytearray_to_object(calibrated).subgraphs[0].tensors
     samples = ranges.activation_samples(calibrated, cal)
     for index, bounds in ranges.recorded_ranges(calibrated).items():
@@ -132,3 +180,23 @@ def test_unknown_int8_ranges_writes_nothing(tiny):
         convert.export_all(model, str(tmp / "bad"), spec, ["tflite_int8"], cal,
                            int8_ranges="entropy")
     assert not os.path.exists(tmp / "bad" / "tiny.int8.tflite")
+
+
+def test_percentile_ranges_with_float_input_and_output(tiny):
+    model, cal, tmp = tiny
+    spec = convert.ExportSpec((16, 8), "none", "tiny")
+    path = convert.export_all(model, str(tmp / "pct"), spec, ["tflite_int8"], cal,
+                              io_type="float32", int8_ranges="percentile")["tflite_int8"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kreid_edge import load_embedder
+
+    interp = Interpreter(model_path=path)
+    assert interp.get_input_details()[0]["dtype"] == np.float32
+    assert interp.get_output_details()[0]["dtype"] == np.float32
+    assert json.load(open(path + ".json"))["int8_ranges_summary"]["method"] == "percentile"
+    reference = model(cal[:8], training=False).numpy()
+    out = load_embedder(path)(cal[:8])
+    cos = np.sum(out * reference, 1) / (np.linalg.norm(out, axis=1)
+                                        * np.linalg.norm(reference, axis=1))
+    assert cos.min() > 0.95

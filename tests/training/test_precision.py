@@ -148,7 +148,9 @@ def test_trainer_refuses_an_unknown_precision_before_any_work(tmp_path, syntheti
 def test_resume_that_resolves_auto_otherwise_warns(tmp_path, synthetic_root, monkeypatch,
                                                     caplog):
     """Started where "auto" meant float32, resumed where it means bfloat16: it goes on
-    (checkpoints are float32) and says that the later steps train in bfloat16."""
+    (checkpoints are float32), says that the later steps train in bfloat16 and records
+    both parts."""
+    import json
     import logging
 
     work = str(tmp_path / "run")
@@ -161,8 +163,13 @@ def test_resume_that_resolves_auto_otherwise_warns(tmp_path, synthetic_root, mon
                           progress=False)
     assert trainer.step == 2 and trainer.precision == "mixed_bfloat16"
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("resolved to mixed_bfloat16 here, but to float32 when this run started"
-               in m and "from 2 on" in m for m in warned), warned
+    assert any("resolved to mixed_bfloat16 here, but to float32 for the steps from 0 on" in m
+               and "the steps from 2 on train in mixed_bfloat16" in m for m in warned), warned
+    trainer.run()
+    record = json.load(open(os.path.join(work, "config.json")))
+    assert record["precision_history"] == [{"from_step": 0, "precision": "float32"},
+                                           {"from_step": 2, "precision": "mixed_bfloat16"}]
+    assert record["precision_resolved"] == "mixed_bfloat16"
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="kreid.training.trainer"):
         Trainer(_config(synthetic_root, precision="auto", total_steps=4), str(tmp_path / "new"),

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kreid.errors import ConfigError, ConfigTypeError
 from kreid.training import terms
 from kreid.training.objective import Objective
 
 
 def test_unknown_option_names_term_option_and_valid_ones():
-    with pytest.raises(KeyError, match=r"config\.losses\.batch_hard\.margn: unknown option.*"
+    with pytest.raises(ConfigError, match=r"config\.losses\.batch_hard\.margn: unknown option.*"
                                        r"features, margin, metric, nonzero_average"):
         terms.parse_losses({"batch_hard": {"weight": 1.0, "margn": 0.3}})
 
@@ -19,14 +20,16 @@ def test_unknown_option_names_term_option_and_valid_ones():
     ({"batch_hard": {"margin": "hard"}}, r"batch_hard\.margin='hard': expected a number, 'soft'"),
     ({"batch_hard": {"nonzero_average": "yes"}}, r"nonzero_average='yes': expected true or false"),
     ({"triplet": {"mining": "online"}}, r"triplet\.mining='online': expected one of \('random'"),
-    ({"am_softmax": {"scale": True}}, r"am_softmax\.scale=True: expected a number")])
+    ({"am_softmax": {"scale": True}}, r"am_softmax\.scale=True: expected a number"),
+    ({"batch_hard": {"weight": "x"}}, r"config\.losses\.batch_hard\.weight='x': expected a number"),
+    ({"am_softmax": 1.0}, r"config\.losses\.am_softmax=1\.0: expected a dict of options")])
 def test_wrong_option_types_are_named(spec, match):
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(ConfigTypeError, match=match):
         terms.parse_losses(spec)
 
 
 def test_unknown_term_and_defaults_in_one_place():
-    with pytest.raises(KeyError, match="config.losses.batch_hardd: unknown loss term"):
+    with pytest.raises(ConfigError, match="config.losses.batch_hardd: unknown loss term"):
         terms.parse_losses({"batch_hardd": {}})
     (bh,) = terms.parse_losses({"batch_hard": {}})
     assert bh.weight == 1.0 and bh.o == {"margin": "soft", "metric": "euclidean",
