@@ -14,6 +14,7 @@ images with test-time preprocessing (:func:`calibration_images`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -32,6 +33,8 @@ SUFFIX = {"tflite_float32": ".float32.tflite", "tflite_float16": ".float16.tflit
           "tflite_dynamic_int8": ".dynamic_int8.tflite", "tflite_int8": ".int8.tflite",
           "onnx_float32": ".float32.onnx", "onnx_int8": ".int8.onnx", "saved_model": ".savedmodel"}
 MIN_CALIBRATION = 8
+FIDELITY_WARNING = 0.5     # below it, an int8 file has lost what tells the images apart
+log = logging.getLogger(__name__)
 
 
 class ExportError(RuntimeError):
@@ -77,6 +80,19 @@ def check_calibration(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
     if not np.isfinite(images).all():
         raise ValueError("calibration images contain NaN or inf")
     return images.astype(np.float32)
+
+
+def int8_fidelity(path: str, model, images: np.ndarray) -> float:
+    """R^2 of the exported file's embeddings of ``images`` against the float model's:
+    1 - sum |q - f|^2 / sum |f - mean(f)|^2. 1 is exact; 0 or less means the file tells the
+    images apart no better than a constant embedding would (a collapsed quantization,
+    which a cosine to the float embeddings can hide behind a large common offset)."""
+    from kreid_edge import load_embedder
+
+    reference = np.asarray(model(images, training=False), np.float64)
+    quantized = np.asarray(load_embedder(path)(images), np.float64)
+    spread = float(np.sum((reference - reference.mean(0)) ** 2))
+    return 1.0 - float(np.sum((quantized - reference) ** 2)) / max(spread, 1e-12)
 
 
 def write_sidecar(path: str, spec: ExportSpec, fmt: str, extra: dict | None = None) -> None:
@@ -289,9 +305,19 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
             onnx_int8(fp, path, calibration)
         else:
             continue
-        write_sidecar(path, spec, fmt, {"io_type": io_type, "int8_ranges": int8_ranges,
-                                        **({"int8_ranges_summary": clipped} if clipped else {})}
-                      if fmt == "tflite_int8" else None)
+        extra = ({"io_type": io_type, "int8_ranges": int8_ranges,
+                  **({"int8_ranges_summary": clipped} if clipped else {})}
+                 if fmt == "tflite_int8" else {})
+        write_sidecar(path, spec, fmt, extra)
+        if fmt in ("tflite_int8", "onnx_int8"):    # a collapsed file is said at once
+            fidelity = int8_fidelity(path, model, calibration[:32])
+            write_sidecar(path, spec, fmt, {**extra, "calibration_fidelity": round(fidelity, 4)})
+            if fidelity < FIDELITY_WARNING:
+                log.warning("%s: its embeddings of %d calibration images keep R^2 = %.2f of the "
+                            "float model's (1 is exact, 0 a constant embedding): this int8 file "
+                            "has lost the model; score it (bin/export.py compares every "
+                            "format) or try another --int8_ranges", path,
+                            min(32, len(calibration)), fidelity)
         out[fmt] = path
     if work is not None:
         shutil.rmtree(work, ignore_errors=True)

@@ -140,7 +140,8 @@ def test_clipped_ranges_reach_the_int8_model(tiny):
     paths = {m: convert.export_all(model, str(tmp / m), spec, ["tflite_int8"], cal,
                                    int8_ranges=m)["tflite_int8"] for m in ("minmax", "mse")}
     for method, path in paths.items():
-        assert json.load(open(path + ".json"))["int8_ranges"] == method
+        meta = json.load(open(path + ".json"))
+        assert meta["int8_ranges"] == method and meta["calibration_fidelity"] > 0.9
     sidecar = json.load(open(paths["mse"] + ".json"))["int8_ranges_summary"]
     assert sidecar["method"] == "mse" and sidecar["tensors"] >= 3 and sidecar["clipped"] >= 1
     before, after = _scales(paths["minmax"]), _scales(paths["mse"])
@@ -200,3 +201,35 @@ def test_percentile_ranges_with_float_input_and_output(tiny):
     cos = np.sum(out * reference, 1) / (np.linalg.norm(out, axis=1)
                                         * np.linalg.norm(reference, axis=1))
     assert cos.min() > 0.95
+
+
+def test_a_collapsed_int8_file_is_reported(tmp_path, caplog):
+    """An embedding with a large constant offset in one dimension: the int8 output range
+    must span it, its steps swallow every other dimension's variation and the file returns
+    one embedding for every image. The cosine to float stays near 1 (the offset dominates);
+    the fidelity (R^2 against the float embeddings) and the warning say what happened."""
+    import logging
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inputs))
+    dense = keras.layers.Dense(6)
+    model = keras.Model(inputs, dense(x))
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 1e-3, bias + np.array([5000.0, 0, 0, 0, 0, 0])])
+    cal = np.random.default_rng(0).uniform(0, 1, (24, 16, 8, 3)).astype(np.float32)
+    spec = convert.ExportSpec((16, 8), "none", "offset")
+    with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
+        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"],
+                                  cal)["tflite_int8"]
+    fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
+    assert fidelity < 0.5
+    assert any("has lost the model" in r.getMessage() and path in r.getMessage()
+               for r in caplog.records)
+    from kreid_edge import load_embedder
+
+    out, ref = load_embedder(path)(cal), model(cal, training=False).numpy()
+    cos = np.sum(out * ref, 1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cos.min() > 0.99          # what a cosine check alone would have passed
+    spread = np.sum((ref - ref.mean(0)) ** 2)
+    assert fidelity == pytest.approx(1 - np.sum((out - ref) ** 2) / spread, abs=1e-3)
