@@ -49,7 +49,7 @@ def evaluate_large(q: np.ndarray, q_pids, q_camids, g: np.ndarray, g_pids, g_cam
     pos_d = np.full((len(q), width), np.inf)
     for i, m in enumerate(matches):
         pos_d[i, :len(m)] = m
-    closer = np.zeros((len(q), width), np.int64)   # valid negatives closer than each match
+    closer = np.zeros((len(q), width), np.int64)   # valid negatives as close as each match
     g_sq = (g * g).sum(1)
     for qs in range(0, len(q), query_chunk):
         qe = slice(qs, qs + query_chunk)
@@ -58,7 +58,7 @@ def evaluate_large(q: np.ndarray, q_pids, q_camids, g: np.ndarray, g_pids, g_cam
             ge = slice(gs, gs + gallery_chunk)
             d = distance_chunk(q[qe], g[ge], metric, g_sq[ge])
             negative = (g_pids[None, ge] != q_pids[qe, None]) & (g_pids[None, ge] != -1)
-            cand = negative & (d < thr[:, None])
+            cand = negative & (d <= thr[:, None])          # a tie counts against the model
             rows, cols = np.nonzero(cand)
             if not len(rows):
                 continue
@@ -68,7 +68,7 @@ def evaluate_large(q: np.ndarray, q_pids, q_camids, g: np.ndarray, g_pids, g_cam
             for r, a, b in zip(uniq, starts, ends):
                 k = npos[qs + r]
                 closer[qs + r, :k] += np.searchsorted(np.sort(vals[a:b]), pos_d[qs + r, :k],
-                                                      side="left")
+                                                      side="right")
     valid = npos > 0
     if not valid.any():
         raise ValueError("no query has a valid match in the gallery")

@@ -6,6 +6,11 @@ query's identity *and* camera are removed, as is junk (pid -1); distractors
 skipped and counted. ``ap='standard'`` is the mean of the precision at each
 hit (torchreid / fast-reid); ``ap='market'`` is the trapezoid rule of the
 official Market-1501 evaluation code.
+
+A negative at exactly the distance of a true match ranks before it: ties
+count against the model. (torchreid and fast-reid leave tie order to
+``argsort``; counting ties in the model's favour would give a collapsed model,
+one embedding for every image, an mAP of 100%.)
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ def match_ranks(dist_row: np.ndarray, same: np.ndarray, valid: np.ndarray) -> np
 
     No full sort: with the K match distances sorted, every negative is placed
     among them by binary search (O(G log K)); the number of negatives closer
-    than the k-th match plus k is that match's rank.
+    than (or as close as) the k-th match plus k is that match's rank.
     """
     pos = np.sort(dist_row[same & valid])
     neg = dist_row[valid & ~same]
-    slots = np.searchsorted(pos, neg, side="right")       # matches at or before each negative
+    slots = np.searchsorted(pos, neg, side="left")      # matches strictly before each negative
     closer = np.cumsum(np.bincount(slots, minlength=len(pos) + 1))[:len(pos)]
     return closer + np.arange(len(pos))
 

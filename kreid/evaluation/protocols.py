@@ -68,8 +68,8 @@ def cuhk03_single_gallery_shot(distmat, q_pids, g_pids, q_camids, g_camids, max_
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
     full = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
     cmcs = []
-    for i in range(len(q_pids)):
-        order = np.argsort(distmat[i], kind="stable")
+    for i in range(len(q_pids)):   # by distance; at equal distance a negative first (as evaluate)
+        order = np.lexsort((g_pids == q_pids[i], distmat[i]))
         keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])) & \
             (g_pids[order] != -1)
         kept_pids = g_pids[order][keep]

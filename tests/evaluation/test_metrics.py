@@ -136,3 +136,35 @@ def test_large_gallery_equals_full_evaluation(metric):
     for key in ("mAP", "mINP", "num_valid_queries", "num_skipped_queries"):
         np.testing.assert_allclose(got[key], want[key], atol=1e-6)
     np.testing.assert_allclose(got["cmc"], want["cmc"], atol=1e-6)
+
+
+def test_ties_count_against_the_model():
+    """One embedding for every image (a collapsed model): every distance ties, and every
+    true match ranks after every valid negative, in the full, large-gallery and SGS
+    protocols alike; AP written out by hand for that ranking."""
+    from kreid.evaluation.large_gallery import evaluate_large
+
+    q_pids, g_pids = np.array([1, 2, 3]), np.array([1, 1, 2, 3, 3, 3, 4, 0, -1])
+    q_cams, g_cams = np.zeros(3, int), np.ones(9, int)
+    g_cams[1] = 0                          # a same-camera match of query 1: removed
+    q, g = np.ones((3, 4)), np.ones((9, 4))
+    dist = distances.distance_matrix(q, g, "euclidean")
+    assert np.ptp(dist) == 0
+    res = metrics.evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=8)
+    valid = 8                               # 9 minus the junk image (pid -1)
+    aps = []
+    for pid in q_pids:
+        k = int(((g_pids == pid) & (g_cams != 0)).sum())
+        ranks = (valid - (1 if pid == 1 else 0)) - k + np.arange(k)   # after the negatives
+        aps.append(np.mean((np.arange(k) + 1) / (ranks + 1)))
+    assert res["mAP"] == pytest.approx(np.mean(aps))
+    assert res["cmc"][0] == 0.0
+    large = evaluate_large(q, q_pids, q_cams, g, g_pids, g_cams, max_rank=8)
+    assert large["mAP"] == pytest.approx(res["mAP"]) and large["cmc"][0] == 0.0
+    sgs = protocols.cuhk03_single_gallery_shot(dist, q_pids, g_pids, q_cams, g_cams,
+                                               max_rank=4, repeats=3)
+    assert sgs["cmc"][0] == 0.0
+    # a negative strictly farther than a match still ranks after it
+    dist2 = dist.copy()
+    dist2[0, 0] = -1.0
+    assert metrics.evaluate(dist2, q_pids, g_pids, q_cams, g_cams, max_rank=8)["cmc"][0] > 0
