@@ -4,10 +4,12 @@ The Market-1501 + 500k distractor setting (Hermans et al. 2017, Table 5):
 3,368 queries against up to 519,732 gallery images. The gallery is streamed
 in chunks; nothing of size Q x G is kept. Per query the distances of its
 true matches are found first (a small set), then every chunk only counts,
-for each true match, the valid gallery items strictly closer than it. With
-those counts every positive is located exactly, so the metrics equal those
-of the full ranking (ties between a match and a non-match broken in the
-match's favour, which random float distances never hit).
+for each true match, the valid negatives at most as far as it. With those
+counts every positive is located exactly, so the metrics equal those of the
+full ranking (a negative at a match's exact distance ranks before it, as in
+:mod:`kreid.evaluation.metrics`; the match distances come from a separate
+product, so only bitwise-equal distances, e.g. identical embeddings under
+the Euclidean distance, are ties).
 """
 
 from __future__ import annotations

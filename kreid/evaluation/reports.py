@@ -93,7 +93,7 @@ def plot_retrieval(distmat: np.ndarray, q_paths, g_paths, q_pids, g_pids, q_cami
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
     rows = []
     for i in sorted(rng.choice(len(q_pids), min(num_queries, len(q_pids)), replace=False)):
-        order = np.argsort(distmat[i], kind="stable")
+        order = np.lexsort((g_pids == q_pids[i], distmat[i]))   # a tie: negative first
         keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])) & \
             (g_pids[order] != -1)
         order = order[keep][:top]

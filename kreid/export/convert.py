@@ -86,7 +86,9 @@ def int8_fidelity(path: str, model, images: np.ndarray) -> float:
     """R^2 of the exported file's embeddings of ``images`` against the float model's:
     1 - sum |q - f|^2 / sum |f - mean(f)|^2. 1 is exact; 0 or less means the file tells the
     images apart no better than a constant embedding would (a collapsed quantization,
-    which a cosine to the float embeddings can hide behind a large common offset)."""
+    which a cosine to the float embeddings can hide behind a large common offset). The
+    exporter scores 32 of the calibration images, spread over the set: in-sample for the
+    ranges, a check for collapse, not an accuracy figure."""
     from kreid_edge import load_embedder
 
     reference = np.asarray(model(images, training=False), np.float64)
@@ -167,10 +169,11 @@ def _io_dtype(io_type: str):
     return types[io_type]
 
 
-def calibrated_tflite(saved_model_dir: str, calibration: np.ndarray) -> bytes:
+def calibrated_tflite(saved_model_dir: str, calibration: np.ndarray,
+                      io_type: str = "int8") -> bytes:
     """The float TFLite model with TFLite's calibrated min/max of every activation: the
     full-integer conversion stopped before quantizing (:mod:`kreid.export.ranges`)."""
-    converter = _converter(saved_model_dir, "int8", calibration, "int8")
+    converter = _converter(saved_model_dir, "int8", calibration, io_type)
     converter._experimental_calibrate_only = True     # noqa: SLF001  (TF's debugger does too)
     return converter.convert()
 
@@ -185,14 +188,20 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
 
     ranges.check(int8_ranges)
     clip = mode == "int8" and int8_ranges != "minmax"
-    converter = _converter(saved_model_dir, mode, calibration, io_type)
-    converter._experimental_calibrate_only = clip     # noqa: SLF001
+    if clip:          # the settings fail as they would in _converter, before any work
+        if calibration is None:
+            raise ValueError("full-integer int8 needs calibration images")
+        dtype = _io_dtype(io_type)
+    else:
+        converter = _converter(saved_model_dir, mode, calibration, io_type)
     try:
-        data = converter.convert()
         if clip:
-            data, clipped = ranges.clip(data, calibration, int8_ranges, _io_dtype(io_type))
+            data, clipped = ranges.clip(calibrated_tflite(saved_model_dir, calibration, io_type),
+                                        calibration, int8_ranges, dtype)
             if summary is not None:
                 summary.update(clipped)
+        else:
+            data = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         ops = _unsupported_ops(str(exc))
         raise ExportError(f"TFLite {mode} conversion failed"
@@ -310,7 +319,8 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
                  if fmt == "tflite_int8" else {})
         write_sidecar(path, spec, fmt, extra)
         if fmt in ("tflite_int8", "onnx_int8"):    # a collapsed file is said at once
-            fidelity = int8_fidelity(path, model, calibration[:32])
+            spread = np.linspace(0, len(calibration) - 1, min(32, len(calibration)))
+            fidelity = int8_fidelity(path, model, calibration[spread.astype(int)])
             write_sidecar(path, spec, fmt, {**extra, "calibration_fidelity": round(fidelity, 4)})
             if fidelity < FIDELITY_WARNING:
                 log.warning("%s: its embeddings of %d calibration images keep R^2 = %.2f of the "

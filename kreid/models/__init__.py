@@ -52,7 +52,11 @@ def check_arguments(name: str, kwargs: dict) -> None:
     from kreid.errors import ConfigError
 
     _require(name)
-    takes = [p for p in inspect.signature(_REGISTRY[name]).parameters if p != "input_shape"]
+    takes = [p for p in inspect.signature(_REGISTRY[name]).parameters
+             if p not in ("input_shape", "embedding_dim")]     # both set by build's arguments
+    if "embedding_dim" in kwargs:
+        raise ConfigError(f"{name}: embedding_dim is its own setting (config.model."
+                          "embedding_dim), not one of the model's keyword arguments")
     unknown = sorted(set(kwargs) - set(takes))
     if unknown:
         raise ConfigError(f"{name} takes no argument {', '.join(unknown)}; its arguments: "

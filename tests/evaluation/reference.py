@@ -11,7 +11,8 @@ import numpy as np
 def eval_market(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, ap="standard"):
     num_q, num_g = distmat.shape
     max_rank = min(max_rank, num_g)
-    indices = np.argsort(distmat, axis=1, kind="stable")
+    # by distance; at equal distance a negative before a match (ties count against the model)
+    indices = np.stack([np.lexsort((g_pids == q_pids[i], distmat[i])) for i in range(num_q)])
     matches = (g_pids[indices] == q_pids[:, None]).astype(np.int32)
     all_cmc, all_ap, all_inp, valid = [], [], [], 0
     for q in range(num_q):

@@ -257,8 +257,9 @@ def test_unknown_model_name_lists_the_registered_ones(synthetic_root, tmp_path):
 @pytest.mark.parametrize("kwargs, says", [
     ({"head": "bot"}, "head must be 'fc' or 'pool', got 'bot'"),
     ({"last_stride": 3}, "last_stride must be 1 or 2, got 3"),
-    ({"heads": "fc"}, "mobilenet_v2 takes no argument heads; its arguments: embedding_dim, "
-                      "weights, last_stride, head"),
+    ({"heads": "fc"}, "mobilenet_v2 takes no argument heads; its arguments: weights, "
+                      "last_stride, head"),
+    ({"embedding_dim": 64}, "embedding_dim is its own setting (config.model.embedding_dim)"),
     ({"weights": "imagenet"}, "Keras' MobileNetV2 ImageNet weights pad differently"),
 ])
 def test_bad_model_kwargs_name_the_config_field(synthetic_root, tmp_path, kwargs, says):
