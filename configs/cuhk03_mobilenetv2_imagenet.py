@@ -18,8 +18,8 @@ in float (62.2% +- 1.5 over two seeds) but its int8 TFLite export loses
 7.5-7.9 mAP points, so it is not the default; at 256x128 with 1,900 steps
 (``--config.image_size="(256, 128)"``, ``--config.total_steps=1900
 --config.schedule.t0=1140 --config.schedule.t1=1900`` and the two augment
-overrides) it reaches SGS rank-1 67.8% in 55 minutes (seed 0) and its int8
-file loses 9.0 points (6.35 with percentile ranges). Export this config's model with ``bin/export.py
+overrides) it reaches SGS rank-1 65.0% +- 2.8 (seeds 0 and 1, 46-55 minutes)
+and its int8 file loses 9.0 points on seed 0 (6.35 with percentile ranges). Export this config's model with ``bin/export.py
 --int8_ranges=percentile``: its int8 TFLite file is then within 0.5 mAP points
 of float on both seeds (+0.33 / +0.21; TFLite's own ranges +0.07 / -0.80).
 """
