@@ -59,7 +59,7 @@ def main(argv):
                               sidecar.preprocessing, sidecar.model, float_emb.fingerprint)
     train = list(ds.train)
     cal = convert.calibration_images(train, spec, NUM_CAL.value)   # bin/export.py's pick
-    used = set(np.random.default_rng(0).choice(len(train), NUM_CAL.value, replace=False))
+    used = set(convert.calibration_pick(len(train), NUM_CAL.value).tolist())
     rest = [r for i, r in enumerate(train) if i not in used]
     select = convert.calibration_images(rest, spec, min(NUM_SELECT.value, len(rest)), seed=1)
     ref_select = float_emb(select)

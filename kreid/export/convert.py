@@ -54,6 +54,12 @@ class ExportSpec:
                    source_fingerprint)
 
 
+def calibration_pick(total: int, num: int, seed: int = 0) -> np.ndarray:
+    """Indices (sorted) of the ``num`` records of ``total`` that :func:`calibration_images`
+    uses with ``seed``."""
+    return np.sort(np.random.default_rng(seed).choice(total, num, replace=False))
+
+
 def calibration_images(records, spec: ExportSpec, num: int = 200, seed: int = 0) -> np.ndarray:
     """``num`` random training images, preprocessed as at test time: [num, H, W, 3] float32."""
     from kreid.data import pipeline
@@ -62,8 +68,7 @@ def calibration_images(records, spec: ExportSpec, num: int = 200, seed: int = 0)
         raise ValueError(f"calibration needs at least {MIN_CALIBRATION} images, asked for {num}")
     if len(records) < num:
         raise ValueError(f"calibration asks for {num} images but only {len(records)} are given")
-    pick = np.random.default_rng(seed).choice(len(records), num, replace=False)
-    chosen = [records[i] for i in sorted(pick)]
+    chosen = [records[i] for i in calibration_pick(len(records), num, seed)]
     batches = [np.asarray(b)[:, 0] for b in pipeline.iterate(
         pipeline.eval_dataset(chosen, spec.input_size, "none", spec.preprocessing, 64), chosen)]
     return np.concatenate(batches).astype(np.float32)
