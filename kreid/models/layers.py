@@ -1,4 +1,5 @@
-"""Layers kreid's own architectures share: a batch norm that trains with the fused kernel.
+"""Layers kreid's own architectures share: Keras' batch norm and convolution with faster
+training steps.
 
 :class:`BatchNorm` is Keras' ``BatchNormalization`` with the same variables,
 maths and saved format; only its training step on the TensorFlow backend
@@ -75,7 +76,8 @@ class PointwiseConv2D(layers.Conv2D):
     Profiled on LuNet's 128x64 training step, oneDNN's weight gradient of a 1x1
     convolution over a large image (``Conv2DBackpropFilter``, e.g. 32 -> 128 channels
     at 128x64) took several times its FLOP count's share; the same maths as
-    ``MatMul`` ran forward + backward 1.3-2x faster (BENCHMARKS.md). Inference
+    ``MatMul`` ran forward + backward 1.3-2x faster (BENCHMARKS.md); the bias gradient
+    is summed as in :class:`Conv2D` (:func:`_bias_add_summed`). Inference
     (and so export: int8 converters quantize convolutions per channel) and GPUs run
     Keras' convolution unchanged.
     """
@@ -95,6 +97,72 @@ class PointwiseConv2D(layers.Conv2D):
         kernel = tf.reshape(tf.cast(self.kernel, inputs.dtype), (channels, self.filters))
         y = tf.matmul(tf.reshape(inputs, (-1, channels)), kernel)
         if self.use_bias:
-            y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
+            y = _bias_add_summed(y, tf.cast(self.bias, y.dtype))
         y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
+        return y if self.activation is None else self.activation(y)
+
+
+def _bias_add_summed(y, bias):
+    """``tf.nn.bias_add(y, bias)`` whose bias gradient is a ``reduce_sum`` over all but the
+    channel axis, instead of TensorFlow's ``BiasAddGrad``, for two reasons measured here
+    (BENCHMARKS.md, issue 14):
+
+    * In bfloat16 the CPU's ``BiasAddGrad`` (and the oneDNN fusions of it) accumulates in
+      bfloat16: summed over 65,536 positions of values in [0, 1) it returns 256 where the
+      sum is 32,822, so under ``mixed_bfloat16`` every bias behind a large activation got
+      a wrong gradient. ``reduce_sum`` accumulates in float32 (32,768, the nearest
+      bfloat16).
+    * A ``BiasAddGrad`` beside a convolution's weight gradient is fused by the oneDNN graph
+      pass into ``Conv2DBackpropFilterWithBias``, whose bias part (``compute_diff_bias``)
+      was 8% of the CPU time of LuNet's 128x64 training step under ``perf``.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def add(y, bias):
+        def grad(g):
+            return g, tf.reduce_sum(g, axis=list(range(len(g.shape) - 1)))
+        return tf.nn.bias_add(y, bias), grad
+    return add(y, bias)
+
+
+def _summed_bias_path(layer, training) -> bool:
+    return (bool(training) and layer.use_bias and keras.backend.backend() == "tensorflow"
+            and not _gpu_visible())
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class Conv2D(layers.Conv2D):
+    """``keras.layers.Conv2D`` (same variables and saved format) whose training step on a CPU
+    sums the bias gradient itself (:func:`_bias_add_summed`: correct in bfloat16, and on
+    LuNet's 7x7 stem the weight + bias gradients took 209 ms instead of 284 per step, its
+    3x3 convolutions 10-20% less). Inference (and so export) and GPUs run Keras'
+    convolution unchanged.
+    """
+
+    def call(self, inputs, training=None):
+        if not (_summed_bias_path(self, training) and self.data_format == "channels_last"):
+            return super().call(inputs)
+        import tensorflow as tf
+
+        y = self.convolution_op(inputs, tf.cast(self.kernel, inputs.dtype))
+        y = _bias_add_summed(y, tf.cast(self.bias, y.dtype))
+        return y if self.activation is None else self.activation(y)
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class Dense(layers.Dense):
+    """``keras.layers.Dense`` (same variables and saved format) whose training step on a CPU
+    sums the bias gradient itself (:func:`_bias_add_summed`), so that it is accumulated in
+    float32 under ``mixed_bfloat16`` too. Inference, GPUs, LoRA and quantized layers run
+    Keras' own code."""
+
+    def call(self, inputs, training=None):
+        if not (_summed_bias_path(self, training) and not self.lora_enabled
+                and self.quantization_mode is None):
+            return super().call(inputs, training=training)
+        import tensorflow as tf
+
+        y = keras.ops.matmul(inputs, tf.cast(self.kernel, inputs.dtype))
+        y = _bias_add_summed(y, tf.cast(self.bias, y.dtype))
         return y if self.activation is None else self.activation(y)

@@ -11,9 +11,10 @@ Built row by row from Table 6 (``TABLE6`` below):
   (BN -> leaky ReLU before each convolution, ResNet-v2), with a 1x1 projection
   shortcut where n1 != n3.
 * MaxPool "pool 3x3, stride (2x2), padding (1x1)" after blocks 1, 4, 6, 9 and 11.
-  The 1-pixel padding is symmetric as in the table; it is done by repeating
-  the border row/column, which for a maximum is the same as padding with
-  -inf and keeps the exported int8/ONNX graph free of infinities.
+  The 1-pixel padding is symmetric as in the table; inference repeats the
+  border row/column, which for a maximum is the same as padding with -inf
+  and keeps the exported int8/ONNX graph free of infinities (training pads
+  with -inf, which is faster: :class:`EdgePad2D`).
 * The last Res-block, "512 x (3x3x512), 128 x (3x3x512)": two 3x3
   convolutions 512 -> 512 -> 128 (pre-activated), with a 1x1 projection
   shortcut 512 -> 128.
@@ -32,11 +33,12 @@ Built row by row from Table 6 (``TABLE6`` below):
 
 5.00 M trainable parameters at 128x64 (5,001,408; convolutions with biases).
 
-Its batch norms and 1x1 convolutions are :class:`~kreid.models.layers.BatchNorm`
-and :class:`~kreid.models.layers.PointwiseConv2D`: Keras' layers with the same
+Its batch norms and convolutions are :class:`~kreid.models.layers.BatchNorm`,
+:class:`~kreid.models.layers.PointwiseConv2D` (1x1) and
+:class:`~kreid.models.layers.Conv2D` (3x3, 7x7): Keras' layers with the same
 maths and variables, whose training steps run faster on a CPU (fused kernel,
-one matmul; issue 14, measured in BENCHMARKS.md); inference and export are
-Keras' own.
+one matmul, the bias gradient as a plain sum; issue 14, measured in
+BENCHMARKS.md); inference and export are Keras' own.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import keras
 from keras import layers
 
 from kreid.models import register
-from kreid.models.layers import BatchNorm, PointwiseConv2D
+from kreid.models.layers import BatchNorm, Conv2D, Dense, PointwiseConv2D
 
 SLOPE = 0.3
 # Table 6, row by row: ("conv", out, kernel) | ("res", n1, n2, n3) | ("pool",) |
@@ -68,7 +70,7 @@ TABLE6 = (
 
 
 def _conv(filters, kernel, name):
-    conv = PointwiseConv2D if kernel == 1 else layers.Conv2D
+    conv = PointwiseConv2D if kernel == 1 else Conv2D
     return conv(filters, kernel, padding="same", kernel_initializer="he_normal", name=name)
 
 
@@ -78,37 +80,25 @@ def _pre(x, name):
         BatchNorm(name=f"{name}_bn")(x))
 
 
-def _fold_edges(g, axis: int):
-    """Gradient of repeating the first and last entry along ``axis`` (1 or 2): the
-    interior of ``g`` with each border's gradient added to the entry it copies."""
-    take = (lambda a, b: g[:, a:b]) if axis == 1 else (lambda a, b: g[:, :, a:b])
-    if g.shape[axis] == 3:                        # one entry, copied to both sides
-        return take(0, 1) + take(1, 2) + take(2, 3)
-    return keras.ops.concatenate([take(0, 1) + take(1, 2), take(2, -2),
-                                  take(-2, -1) + take(-1, None)], axis=axis)
-
-
-@keras.ops.custom_gradient
-def _edge_pad(x):
-    y = keras.ops.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
-    y = keras.ops.concatenate([y[:, :, :1], y, y[:, :, -1:]], axis=2)
-
-    def grad(*args, upstream=None):
-        g = args[0] if upstream is None else upstream
-        return _fold_edges(_fold_edges(g, 2), 1)
-    return y, grad
-
-
 @keras.saving.register_keras_serializable(package="kreid")
 class EdgePad2D(layers.Layer):
-    """Pad H and W by one pixel on every side by repeating the border (for max-pooling:
-    the same as -inf padding, with only slice/concat ops). The gradient is written out
-    (:func:`_fold_edges`): differentiating the slices would build a full-size zero
-    tensor per border and sum them, which profiled at about 9% of LuNet's training
-    step (BENCHMARKS.md)."""
+    """Pad H and W by one pixel on every side for Table 6's max-pool, its only use.
 
-    def call(self, x):
-        return _edge_pad(x)
+    Inference (and so every export) repeats the border row and column: for a maximum
+    the same as -inf padding, with only slice/concat ops, so the exported int8/ONNX
+    graphs hold no infinities. Training pads with -inf: one ``Pad`` op whose gradient
+    is one slice, the same values and gradients after the max-pool. The border copies
+    (two concatenations forward, their gradients backward) profiled at about 8% of the
+    CPU time of LuNet's training step; the ``Pad`` does the same work in about half the
+    time (BENCHMARKS.md, issue 14).
+    """
+
+    def call(self, x, training=None):
+        if training:
+            return keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]],
+                                 constant_values=float("-inf"))
+        y = keras.ops.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+        return keras.ops.concatenate([y[:, :, :1], y, y[:, :, -1:]], axis=2)
 
     def compute_output_shape(self, s):
         grow = lambda v: None if v is None else v + 2  # noqa: E731
@@ -168,7 +158,7 @@ def lunet(input_shape=(128, 64, 3), embedding_dim: int = 128) -> keras.Model:
     replaces the last Linear's 128 outputs."""
     inputs = keras.Input(input_shape, name="images")
     x = backbone(input_shape)(inputs)
-    x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(x)
+    x = Dense(512, kernel_initializer="glorot_uniform", name="fc1")(x)
     x = layers.LeakyReLU(SLOPE, name="fc1_act")(BatchNorm(name="fc1_bn")(x))
-    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    x = Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
     return keras.Model(inputs, x, name="lunet")

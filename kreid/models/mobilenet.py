@@ -16,6 +16,7 @@ from keras import layers
 
 from kreid.errors import ConfigValueError
 from kreid.models import register
+from kreid.models.layers import Dense
 
 
 @register("mobilenet_edge", preprocessing="scale")
@@ -33,10 +34,10 @@ def mobilenet_edge(input_shape=(128, 64, 3), embedding_dim: int = 128, alpha: fl
     backbone = keras.Model(base.input, base.output, name="backbone")
     inputs = keras.Input(input_shape, name="images")
     x = backbone(inputs)
-    x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(x)
+    x = Dense(512, kernel_initializer="glorot_uniform", name="fc1")(x)
     x = layers.ReLU(6.0 if relu6 else None, name="fc1_relu")(
         layers.BatchNormalization(name="fc1_bn")(x))
-    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    x = Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
     return keras.Model(inputs, x, name="mobilenet_edge")
 
 
@@ -131,7 +132,7 @@ def mobilenet_v2(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=No
     inputs = keras.Input(input_shape, name="images")
     if head == "pool":
         return keras.Model(inputs, backbone(inputs), name="mobilenet_v2")
-    x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(backbone(inputs))
+    x = Dense(512, kernel_initializer="glorot_uniform", name="fc1")(backbone(inputs))
     x = layers.ReLU(6.0, name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
-    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    x = Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
     return keras.Model(inputs, x, name="mobilenet_v2")

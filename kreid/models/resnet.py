@@ -33,6 +33,7 @@ from keras import layers
 
 from kreid.errors import ConfigValueError
 from kreid.models import register
+from kreid.models.layers import Dense
 
 _BN_EPS = 1.001e-5          # Keras' ResNet-50
 _TORCH_BN_EPS = 1e-5        # torchvision's
@@ -89,9 +90,9 @@ def trinet(input_shape=(256, 128, 3), embedding_dim: int = 128, weights=None,
         if weights is not None:
             copy_weights_by_name(resnet50_base(input_shape, weights), backbone)
     x = backbone(inputs)
-    x = layers.Dense(1024, kernel_initializer="he_normal", name="fc1")(x)
+    x = Dense(1024, kernel_initializer="he_normal", name="fc1")(x)
     x = layers.ReLU(name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
-    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    x = Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
     return keras.Model(inputs, x, name="trinet")
 
 
@@ -252,7 +253,7 @@ def resnet50_reid(input_shape=(256, 128, 3), embedding_dim: int = 2048, last_str
     inputs = keras.Input(input_shape, name="images")
     x = backbone(inputs)
     if embedding_dim != 2048:
-        x = layers.Dense(embedding_dim, kernel_initializer="he_normal", name="reduction")(x)
+        x = Dense(embedding_dim, kernel_initializer="he_normal", name="reduction")(x)
     if bnneck:
         x = layers.BatchNormalization(center=bnneck_center, name="bnneck")(x)
     return keras.Model(inputs, x, name="resnet50_reid")
@@ -296,7 +297,7 @@ def resnet_edge(input_shape=(128, 64, 3), embedding_dim: int = 128,
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     backbone = keras.Model(inputs, x, name="backbone")
     inputs = keras.Input(input_shape, name="images")
-    x = layers.Dense(512, kernel_initializer="glorot_uniform", name="fc1")(backbone(inputs))
+    x = Dense(512, kernel_initializer="glorot_uniform", name="fc1")(backbone(inputs))
     x = layers.ReLU(6.0, name="fc1_relu")(layers.BatchNormalization(name="fc1_bn")(x))
-    x = layers.Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
+    x = Dense(embedding_dim, kernel_initializer="glorot_uniform", name="embedding")(x)
     return keras.Model(inputs, x, name="resnet_edge")

@@ -82,6 +82,31 @@ def check(precision: str) -> None:
                     "emulated and is likely slower than float32")
 
 
+def check_biases(model) -> list[str]:
+    """Warn when ``model`` computes in bfloat16 on a CPU with Keras' own ``Conv2D`` or
+    ``Dense`` layers that have a bias, and return their names: TensorFlow's CPU kernel for
+    their bias gradient (``BiasAddGrad``) accumulates in bfloat16, so a bias behind a large
+    activation gets a gradient that stops growing at a few hundred (256 where the sum is
+    32,822: BENCHMARKS.md, issue 14). kreid's own layers (``kreid.models.layers``) sum it
+    in float32; Keras' prebuilt backbones (TriNet's and ``resnet50_reid``'s ResNet-50,
+    whose convolutions have biases) keep Keras' layers. GPUs are not affected."""
+    import keras
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return []
+    names = [layer.name for layer in model._flatten_layers()
+             if type(layer) in (keras.layers.Conv2D, keras.layers.Dense) and layer.use_bias
+             and layer.compute_dtype == "bfloat16"]
+    if names:
+        log.warning("mixed_bfloat16 on a CPU: %d Keras layers with a bias (%s%s) get their "
+                    "bias gradients summed in bfloat16 by TensorFlow, which loses most of "
+                    "them for large activations; train this model in float32 "
+                    "(config.precision='float32') for exact bias gradients", len(names),
+                    ", ".join(names[:3]), ", ..." if len(names) > 3 else "")
+    return names
+
+
 @contextlib.contextmanager
 def policy(precision: str):
     """Layers built inside use ``precision``'s Keras dtype policy (the global policy is

@@ -151,6 +151,7 @@ class Trainer:
                     raise ConfigValueError(
                         f"config.model (name={c.model.name!r}, embedding_dim="
                         f"{c.model.embedding_dim}, kwargs={kwargs}): {exc}") from exc
+            precision.check_biases(model)
             if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
                 for layer in model._flatten_layers():
                     if isinstance(layer, tf.keras.layers.BatchNormalization):

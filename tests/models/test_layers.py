@@ -1,13 +1,15 @@
-"""kreid.models.layers (fused-BN and matmul training paths) and LuNet's edge-pad gradient:
-the same values, gradients and moving statistics as Keras' own layers, computed in NumPy."""
+"""kreid.models.layers (fused-BN, matmul and summed-bias training paths) and LuNet's pool
+padding: the same values, gradients and moving statistics as Keras' own layers, computed in
+NumPy, and bias gradients summed in float32 under mixed bfloat16."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kreid.models.layers import BatchNorm, PointwiseConv2D
-from kreid.models.lunet import EdgePad2D
+from kreid.models.layers import BatchNorm, Conv2D, Dense, PointwiseConv2D
+from kreid.models.lunet import EdgePad2D, max_pool
+from kreid.training import precision
 
 RNG = np.random.default_rng(0)
 
@@ -97,8 +99,111 @@ def test_pointwise_conv_training_path_equals_the_convolution():
     assert not PointwiseConv2D(4, 1, strides=2)._as_matmul(True)
 
 
+def _step(layer, x, dy, training):
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * dy)
+        return (y,) + tuple(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    return [np.asarray(v) for v in step(tf.constant(x))]
+
+
+@pytest.mark.parametrize("kernel,shape", [(3, (2, 6, 5, 4)), (7, (2, 9, 8, 3))])
+def test_conv_training_path_equals_keras_with_the_bias_gradient_summed(kernel, shape):
+    x = RNG.normal(size=shape).astype(np.float32)
+    dy = RNG.normal(size=shape[:3] + (6,)).astype(np.float32)
+    layer = Conv2D(6, kernel, padding="same", activation="relu")
+    layer.build(shape)
+    layer.bias.assign(RNG.normal(size=6).astype(np.float32))
+    train, infer = _step(layer, x, dy, True), _step(layer, x, dy, False)   # infer: Keras' own
+    for got, expected in zip(train, infer):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(train[3], (dy * (train[0] > 0)).reshape(-1, 6).sum(0),
+                               rtol=1e-4, atol=1e-4)       # ReLU'(pre) * dy, summed in NumPy
+
+
+def test_dense_training_path_equals_the_formula():
+    x, dy = RNG.normal(size=(7, 5)).astype(np.float32), RNG.normal(size=(7, 3)).astype(np.float32)
+    layer = Dense(3)
+    layer.build(x.shape)
+    layer.bias.assign(RNG.normal(size=3).astype(np.float32))
+    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+    for training in (True, False):
+        y, dx, dk, db = _step(layer, x, dy, training)
+        np.testing.assert_allclose(y, x @ kernel + bias, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, dy @ kernel.T, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dk, x.T @ dy, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(db, dy.sum(0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: PointwiseConv2D(8, 1, padding="same"), (16, 64, 64, 4)),
+    (lambda: Conv2D(8, 3, padding="same"), (16, 64, 64, 4)),
+    (lambda: Dense(8), (65536, 4))])
+def test_bias_gradient_is_summed_in_float32_under_mixed_bfloat16(make, shape):
+    """TensorFlow's CPU BiasAddGrad sums bfloat16 in bfloat16: 65,536 values in [0, 1) gave
+    256 for a sum near 32,800 (Keras' Conv2D and Dense). kreid's layers must give the
+    float32 sum, rounded to bfloat16 once (relative error <= 2^-8)."""
+    x = RNG.normal(size=shape).astype(np.float32)
+    dy = RNG.uniform(0, 1, size=shape[:-1] + (8,)).astype(np.float32)
+    with precision.policy("mixed_bfloat16"):
+        layer = make()
+    layer.build(shape)
+    db = _step(layer, x, dy, True)[3]
+    expected = dy.reshape(-1, 8).astype(np.float64).sum(0)
+    np.testing.assert_allclose(db, expected, rtol=2 ** -8)
+
+
+def test_bfloat16_keras_biases_are_named():
+    inputs = keras.Input((8, 8, 3))
+    with precision.policy("mixed_bfloat16"):
+        y = keras.layers.Conv2D(4, 3, name="keras_conv")(inputs)
+        y = Conv2D(4, 3, name="kreid_conv")(keras.layers.Conv2D(4, 1, use_bias=False)(y))
+        model = keras.Model(inputs, Dense(2, name="kreid_dense")(keras.layers.Flatten()(y)))
+    assert precision.check_biases(model) == ["keras_conv"]
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 4, 3), (2, 7, 5, 2), (1, 1, 1, 1), (2, 2, 3, 1)])
+def test_pool_trains_with_minus_inf_padding_and_the_same_values_and_gradients(shape):
+    """Training pads with -inf (one Pad), inference repeats the border (no infinities in
+    the exported graph): after Table 6's max-pool both give the same values and gradients,
+    and the gradient reaches each window's maximum, checked in NumPy."""
+    x = RNG.normal(size=shape).astype(np.float32)
+    inputs = keras.Input(shape[1:])
+    pool = keras.Model(inputs, max_pool(inputs, "p"))
+    padded = EdgePad2D()(x, training=True).numpy()
+    assert np.isneginf(padded[:, 0]).all() and np.isneginf(padded[:, :, -1]).all()
+    results = []
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            xt = tf.constant(x)
+            tape.watch(xt)
+            y = pool(xt, training=training)
+            loss = tf.reduce_sum(y * np.arange(1, y.shape.num_elements() + 1, dtype=np.float32
+                                               ).reshape(y.shape))
+        results.append((y.numpy(), tape.gradient(loss, xt).numpy()))
+    (y_train, dx_train), (y_infer, dx_infer) = results
+    np.testing.assert_array_equal(y_train, y_infer)
+    np.testing.assert_array_equal(dx_train, dx_infer)
+    h, w = shape[1:3]
+    expected_dx, weight = np.zeros_like(x), 1.0
+    for n in range(shape[0]):                      # in y's C order: n, i, j, c
+        for i in range((h - 1) // 2 + 1):
+            for j in range((w - 1) // 2 + 1):
+                for c in range(shape[3]):
+                    r0, c0 = max(2 * i - 1, 0), max(2 * j - 1, 0)
+                    window = x[n, r0:2 * i + 2, c0:2 * j + 2, c]
+                    np.testing.assert_equal(y_train[n, i, j, c], window.max())
+                    r, q = np.unravel_index(window.argmax(), window.shape)
+                    expected_dx[n, r0 + r, c0 + q, c] += weight
+                    weight += 1
+    np.testing.assert_allclose(dx_train, expected_dx)
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 4, 3), (2, 1, 1, 2), (1, 2, 3, 1)])
-def test_edge_pad_gradient_folds_the_borders(shape):
+def test_edge_pad_repeats_the_borders_in_inference(shape):
     x = RNG.normal(size=shape).astype(np.float32)
     g = RNG.normal(size=(shape[0], shape[1] + 2, shape[2] + 2, shape[3])).astype(np.float32)
     rows = np.clip(np.arange(-1, shape[1] + 1), 0, shape[1] - 1)     # the row each copies
