@@ -68,40 +68,6 @@ def _gpu_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
-@keras.saving.register_keras_serializable(package="kreid")
-class PointwiseConv2D(layers.Conv2D):
-    """A 1x1, stride-1 ``Conv2D`` (same variables and saved format) whose training step on
-    a CPU runs as one matrix product over all pixels.
-
-    Profiled on LuNet's 128x64 training step, oneDNN's weight gradient of a 1x1
-    convolution over a large image (``Conv2DBackpropFilter``, e.g. 32 -> 128 channels
-    at 128x64) took several times its FLOP count's share; the same maths as
-    ``MatMul`` ran forward + backward 1.3-2x faster (BENCHMARKS.md); the bias gradient
-    is summed as in :class:`Conv2D` (:func:`_bias_add_summed`). Inference
-    (and so export: int8 converters quantize convolutions per channel) and GPUs run
-    Keras' convolution unchanged.
-    """
-
-    def _as_matmul(self, training) -> bool:
-        return (bool(training) and keras.backend.backend() == "tensorflow"
-                and tuple(self.kernel_size) == (1, 1) and tuple(self.strides) == (1, 1)
-                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
-                and self.data_format == "channels_last" and not _gpu_visible())
-
-    def call(self, inputs, training=None):
-        if not self._as_matmul(training):
-            return super().call(inputs)
-        import tensorflow as tf
-
-        channels = inputs.shape[-1]
-        kernel = tf.reshape(tf.cast(self.kernel, inputs.dtype), (channels, self.filters))
-        y = tf.matmul(tf.reshape(inputs, (-1, channels)), kernel)
-        if self.use_bias:
-            y = _bias_add_summed(y, tf.cast(self.bias, y.dtype))
-        y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
-        return y if self.activation is None else self.activation(y)
-
-
 def _bias_add_summed(y, bias):
     """``tf.nn.bias_add(y, bias)`` whose bias gradient is a ``reduce_sum`` over all but the
     channel axis, instead of TensorFlow's ``BiasAddGrad``, for two reasons measured here
@@ -134,10 +100,10 @@ def _summed_bias_path(layer, training) -> bool:
 @keras.saving.register_keras_serializable(package="kreid")
 class Conv2D(layers.Conv2D):
     """``keras.layers.Conv2D`` (same variables and saved format) whose training step on a CPU
-    sums the bias gradient itself (:func:`_bias_add_summed`: correct in bfloat16, and on
-    LuNet's 7x7 stem the weight + bias gradients took 209 ms instead of 284 per step, its
-    3x3 convolutions 10-20% less). Inference (and so export) and GPUs run Keras'
-    convolution unchanged.
+    sums the bias gradient itself (:func:`_bias_add_summed`: correct in bfloat16, and at
+    LuNet's shapes forward + weight and bias gradients took 200 ms instead of 244 for the
+    7x7 stem, 2-16% less for its 3x3 convolutions: ``benchmarks/lunet_ops.py``).
+    Inference (and so export) and GPUs run Keras' convolution unchanged.
     """
 
     def call(self, inputs, training=None):
@@ -151,15 +117,47 @@ class Conv2D(layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="kreid")
+class PointwiseConv2D(Conv2D):
+    """A 1x1, stride-1 ``Conv2D`` (same variables and saved format) whose training step on
+    a CPU runs as one matrix product over all pixels.
+
+    Profiled on LuNet's 128x64 training step, oneDNN's weight gradient of a 1x1
+    convolution over a large image (``Conv2DBackpropFilter``, e.g. 32 -> 128 channels
+    at 128x64) took several times its FLOP count's share; the same maths as
+    ``MatMul`` ran forward + backward 1.3-2x faster (BENCHMARKS.md); the bias gradient
+    is summed as in :class:`Conv2D` (:func:`_bias_add_summed`). Inference
+    (and so export: int8 converters quantize convolutions per channel) and GPUs run
+    Keras' convolution unchanged.
+    """
+
+    def _as_matmul(self, training) -> bool:
+        return (bool(training) and keras.backend.backend() == "tensorflow"
+                and tuple(self.kernel_size) == (1, 1) and tuple(self.strides) == (1, 1)
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
+                and self.data_format == "channels_last" and not _gpu_visible())
+
+    def call(self, inputs, training=None):
+        if not self._as_matmul(training):
+            return super().call(inputs, training=training)   # kreid's Conv2D
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        kernel = tf.reshape(tf.cast(self.kernel, inputs.dtype), (channels, self.filters))
+        y = tf.matmul(tf.reshape(inputs, (-1, channels)), kernel)
+        if self.use_bias:
+            y = _bias_add_summed(y, tf.cast(self.bias, y.dtype))
+        y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.filters]], axis=0))
+        return y if self.activation is None else self.activation(y)
+
+
+@keras.saving.register_keras_serializable(package="kreid")
 class Dense(layers.Dense):
     """``keras.layers.Dense`` (same variables and saved format) whose training step on a CPU
     sums the bias gradient itself (:func:`_bias_add_summed`), so that it is accumulated in
-    float32 under ``mixed_bfloat16`` too. Inference, GPUs, LoRA and quantized layers run
-    Keras' own code."""
+    float32 under ``mixed_bfloat16`` too. Inference and GPUs run Keras' own code."""
 
     def call(self, inputs, training=None):
-        if not (_summed_bias_path(self, training) and not self.lora_enabled
-                and self.quantization_mode is None):
+        if not (_summed_bias_path(self, training) and len(inputs.shape) >= 2):
             return super().call(inputs, training=training)
         import tensorflow as tf
 

@@ -82,7 +82,8 @@ def _pre(x, name):
 
 @keras.saving.register_keras_serializable(package="kreid")
 class EdgePad2D(layers.Layer):
-    """Pad H and W by one pixel on every side for Table 6's max-pool, its only use.
+    """Pad H and W by one pixel on every side for Table 6's max-pool: valid only before a
+    maximum (training pads with -inf).
 
     Inference (and so every export) repeats the border row and column: for a maximum
     the same as -inf padding, with only slice/concat ops, so the exported int8/ONNX

@@ -83,7 +83,7 @@ def check(precision: str) -> None:
 
 
 def check_biases(model) -> list[str]:
-    """Warn when ``model`` computes in bfloat16 on a CPU with Keras' own ``Conv2D`` or
+    """Warn when ``model`` computes in bfloat16 on a CPU with Keras' own convolution or
     ``Dense`` layers that have a bias, and return their names: TensorFlow's CPU kernel for
     their bias gradient (``BiasAddGrad``) accumulates in bfloat16, so a bias behind a large
     activation gets a gradient that stops growing at a few hundred (256 where the sum is
@@ -95,9 +95,14 @@ def check_biases(model) -> list[str]:
 
     if tf.config.list_logical_devices("GPU"):
         return []
+    from kreid.models.layers import Conv2D, Dense
+
+    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+             keras.layers.Conv2DTranspose, keras.layers.DepthwiseConv2D,
+             keras.layers.SeparableConv2D, keras.layers.Dense)
     names = [layer.name for layer in model._flatten_layers()
-             if type(layer) in (keras.layers.Conv2D, keras.layers.Dense) and layer.use_bias
-             and layer.compute_dtype == "bfloat16"]
+             if isinstance(layer, kinds) and not isinstance(layer, (Conv2D, Dense))
+             and getattr(layer, "use_bias", False) and layer.compute_dtype == "bfloat16"]
     if names:
         log.warning("mixed_bfloat16 on a CPU: %d Keras layers with a bias (%s%s) get their "
                     "bias gradients summed in bfloat16 by TensorFlow, which loses most of "
