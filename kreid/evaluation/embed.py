@@ -112,6 +112,8 @@ def keras_sidecar(path: str, preprocessing: str | None = None, supply: str = "")
     """The sidecar of a ``.keras`` file; ``preprocessing`` overrides (or stands in for) it."""
     from kreid_edge.sidecar import Sidecar
 
+    if not os.path.exists(path):        # named as such, not as a missing sidecar
+        raise FileNotFoundError(f"model file not found: {path}")
     try:
         sidecar = read_sidecar(path, supply)
     except SidecarError:

@@ -155,6 +155,16 @@ def test_keras_model_without_sidecar_needs_preprocessing(tmp_path, tiny_model):
                                                                      preprocessing="scale").fingerprint
 
 
+def test_a_missing_model_file_is_named_as_such(tmp_path):
+    """Not as a missing sidecar: the model itself is what the user mistyped."""
+    from kreid.evaluation.embed import keras_sidecar
+
+    missing = str(tmp_path / "nope.keras")
+    for preprocessing in (None, "scale"):
+        with pytest.raises(FileNotFoundError, match=f"model file not found: {missing}$"):
+            keras_sidecar(missing, preprocessing, "pass --preprocessing")
+
+
 def test_embeddings_of_different_models_are_not_compared(tmp_path, synthetic_root, tiny_model):
     from kreid.errors import ModelMismatchError
 
