@@ -9,7 +9,8 @@ except for the stem) with TensorFlow's bias gradient (oneDNN fuses it into
 ``reduce_sum`` the pass leaves alone), at LuNet's shapes for P=18 K=4. (2) Table 6's
 max-pool (pool 3x3, stride 2, padding 1), forward + backward, with the padding done by
 border copies (inference), a -inf ``Pad`` (training), ``MirrorPad``, and the MaxPool op's
-own explicit padding. Best of 3 timings of 5, milliseconds.
+own explicit padding. (3) LuNet's 1x1 convolutions as inference matrix products
+(GFLOP/s). Best of 3 timings of 5, milliseconds.
 """
 
 import os
@@ -86,10 +87,25 @@ def pool_rows():
         print(f"pool {shape}: " + ", ".join(f"{k} {v} ms" for k, v in row.items()))
 
 
+def pointwise_rows():
+    """LuNet's 1x1 convolutions in inference, as the matrix products they are: GFLOP/s."""
+    import tensorflow as tf
+
+    for pixels, c_in, c_out in [(128 * 64, 128, 32), (128 * 64, 32, 128), (64 * 32, 128, 256),
+                                (64 * 32, 64, 256), (16 * 8, 512, 128)]:
+        x = tf.random.normal((72 * pixels, c_in))
+        w = tf.random.normal((c_in, c_out))
+        product = tf.function(lambda x=x, w=w: tf.matmul(x, w))
+        ms = best_ms(lambda: product().numpy())
+        print(f"pointwise {c_in} -> {c_out} over 72 x {pixels} pixels: {ms} ms, "
+              f"{2 * 72 * pixels * c_in * c_out / ms / 1e6:.0f} GFLOP/s")
+
+
 def main(argv):
     del argv
     conv_rows()
     pool_rows()
+    pointwise_rows()
 
 
 if __name__ == "__main__":

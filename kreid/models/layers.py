@@ -101,8 +101,9 @@ def _summed_bias_path(layer, training) -> bool:
 class Conv2D(layers.Conv2D):
     """``keras.layers.Conv2D`` (same variables and saved format) whose training step on a CPU
     sums the bias gradient itself (:func:`_bias_add_summed`: correct in bfloat16, and at
-    LuNet's shapes forward + weight and bias gradients took 200 ms instead of 244 for the
-    7x7 stem, 2-16% less for its 3x3 convolutions: ``benchmarks/lunet_ops.py``).
+    LuNet's shapes forward + weight and bias gradients took 15-18% less for the 7x7 stem
+    and the 3x3 convolutions at 128x64 and 64x32, the same within noise at 16x8:
+    ``benchmarks/lunet_ops.py``).
     Inference (and so export) and GPUs run Keras' convolution unchanged.
     """
 

@@ -90,8 +90,8 @@ class EdgePad2D(layers.Layer):
     graphs hold no infinities. Training pads with -inf: one ``Pad`` op whose gradient
     is one slice, the same values and gradients after the max-pool. The border copies
     (two concatenations forward, their gradients backward) profiled at about 8% of the
-    CPU time of LuNet's training step; the ``Pad`` does the same work in about half the
-    time (BENCHMARKS.md, issue 14).
+    CPU time of LuNet's training step; with the max-pool, forward and backward, the ``Pad``
+    takes a third to a half of their time (``benchmarks/lunet_ops.py``, issue 14).
     """
 
     def call(self, x, training=None):

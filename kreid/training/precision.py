@@ -89,7 +89,8 @@ def check_biases(model) -> list[str]:
     activation gets a gradient that stops growing at a few hundred (256 where the sum is
     32,822: BENCHMARKS.md, issue 14). kreid's own layers (``kreid.models.layers``) sum it
     in float32; Keras' prebuilt backbones (TriNet's and ``resnet50_reid``'s ResNet-50,
-    whose convolutions have biases) keep Keras' layers. GPUs are not affected."""
+    whose convolutions have biases) keep Keras' layers. Not checked on GPUs, whose
+    kernel accumulates 16-bit types in float32 (no GPU here to measure it)."""
     import keras
     import tensorflow as tf
 
