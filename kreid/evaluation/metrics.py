@@ -34,6 +34,16 @@ def match_ranks(dist_row: np.ndarray, same: np.ndarray, valid: np.ndarray) -> np
     return closer + np.arange(len(pos))
 
 
+def ranked_gallery(dist_row: np.ndarray, q_pid, q_camid, g_pids: np.ndarray,
+                   g_camids: np.ndarray) -> np.ndarray:
+    """Gallery indices in rank order for one query, as :func:`evaluate` ranks them: by
+    distance, a negative before a match at equal distance, without the query's
+    same-camera matches and junk (pid -1). For the protocols that need the full list."""
+    order = np.lexsort((g_pids == q_pid, dist_row))
+    keep = ~((g_pids[order] == q_pid) & (g_camids[order] == q_camid)) & (g_pids[order] != -1)
+    return order[keep]
+
+
 def _scores(ranks: np.ndarray, ap: str) -> tuple[float, float]:
     k = np.arange(1, len(ranks) + 1)
     precision = k / (ranks + 1.0)

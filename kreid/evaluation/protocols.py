@@ -21,7 +21,7 @@ import collections
 import numpy as np
 
 from kreid.evaluation.distances import distance_matrix
-from kreid.evaluation.metrics import evaluate
+from kreid.evaluation.metrics import evaluate, ranked_gallery
 
 PROTOCOLS = ("market", "multi_query", "tracklet", "cuhk03_sgs")
 
@@ -68,11 +68,8 @@ def cuhk03_single_gallery_shot(distmat, q_pids, g_pids, q_camids, g_camids, max_
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
     full = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
     cmcs = []
-    for i in range(len(q_pids)):   # by distance; at equal distance a negative first (as evaluate)
-        order = np.lexsort((g_pids == q_pids[i], distmat[i]))
-        keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])) & \
-            (g_pids[order] != -1)
-        kept_pids = g_pids[order][keep]
+    for i in range(len(q_pids)):
+        kept_pids = g_pids[ranked_gallery(distmat[i], q_pids[i], q_camids[i], g_pids, g_camids)]
         matches = kept_pids == q_pids[i]
         if not matches.any():
             continue

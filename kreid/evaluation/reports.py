@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kreid.evaluation.metrics import ranked_gallery
 from kreid_edge.files import atomic_write, write_text
 
 
@@ -93,10 +94,7 @@ def plot_retrieval(distmat: np.ndarray, q_paths, g_paths, q_pids, g_pids, q_cami
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
     rows = []
     for i in sorted(rng.choice(len(q_pids), min(num_queries, len(q_pids)), replace=False)):
-        order = np.lexsort((g_pids == q_pids[i], distmat[i]))   # a tie: negative first
-        keep = ~((g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])) & \
-            (g_pids[order] != -1)
-        order = order[keep][:top]
+        order = ranked_gallery(distmat[i], q_pids[i], q_camids[i], g_pids, g_camids)[:top]
         tiles = [_thumb(q_paths[i], border=(40, 90, 230))]
         tiles.append(np.full_like(tiles[0][:, :8], 255))
         tiles += [_thumb(g_paths[j], border=(30, 180, 60) if g_pids[j] == q_pids[i]
