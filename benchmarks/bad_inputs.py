@@ -42,6 +42,13 @@ def cli(args, cwd=REPO, pythonpath=REPO) -> str:
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="kreid-bad-") as tmp:   # ~100 MB of runs
+        _table(tmp)
+    print("| bad input | what kreid gives |\n|---|---|")
+    print("\n".join(ROWS))
+
+
+def _table(tmp: str) -> None:
     from kreid.data import datasets, pipeline, synthetic
     from kreid.evaluation import runner
     from kreid.evaluation.embed import EmbeddingSet
@@ -52,7 +59,6 @@ def main() -> None:
     from kreid_edge import GalleryMatcher, load_embedder
     from tests.conftest import write_image
 
-    tmp = tempfile.mkdtemp(prefix="kreid-bad-")
     market = os.path.join(tmp, "Market-1501")
     write_image(os.path.join(market, "bounding_box_train", "0002_c1s1_000451_03.jpg"))
     row("`synthetic.generate` (and the default `dataset.name=synthetic`) on a Market-1501 "
@@ -170,8 +176,6 @@ def main() -> None:
     log = os.path.join(run, "log.jsonl")
     row("log.jsonl steps after a resume from step 2 of 4",
         lambda: _resume_steps(Trainer, config, run, log))
-    print("| bad input | what kreid gives |\n|---|---|")
-    print("\n".join(ROWS))
 
 
 def _resume_steps(trainer_cls, config, run, log):

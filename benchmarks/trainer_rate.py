@@ -59,9 +59,9 @@ def main(argv):
         c.schedule.t0 = max(1, c.schedule.t0 * STEPS.value // c.schedule.t1)
         c.schedule.t1 = STEPS.value
     c.stages, c.histogram_every, c.final_eval.enabled = [], 10 ** 6, False
-    work = tempfile.mkdtemp()
-    (InMemoryTrainer if IN_MEMORY.value else Trainer)(c, work, progress=False).run()
-    lines = [json.loads(x) for x in open(os.path.join(work, "log.jsonl"))]
+    with tempfile.TemporaryDirectory(prefix="kreid_trainer_rate_run_") as work:
+        (InMemoryTrainer if IN_MEMORY.value else Trainer)(c, work, progress=False).run()
+        lines = [json.loads(x) for x in open(os.path.join(work, "log.jsonl"))]
     batch = int(c.batch.p) * int(c.batch.k)
     (s0, r0), (s1, r1) = [(x["step"], x["images_per_second"]) for x in (lines[0], lines[-1])]
     rate = (s1 - s0) * batch / (s1 * batch / r1 - s0 * batch / r0)
