@@ -56,7 +56,7 @@ def main(argv):
         for _ in range(STEPS.value):
             step().numpy()
         rate = STEPS.value * BATCH.value / (time.perf_counter() - start)
-        print(f"{name:18s} {model.count_params() / 1e6:6.2f} M parameters {rate:7.0f} images/s",
+        print(f"{name:18s} {model.count_params() / 1e6:6.2f} M parameters {rate:7.1f} images/s",
               flush=True)
 
 

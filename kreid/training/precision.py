@@ -84,13 +84,18 @@ def check(precision: str) -> None:
 
 def check_biases(model) -> list[str]:
     """Warn when ``model`` computes in bfloat16 on a CPU with Keras' own convolution or
-    ``Dense`` layers that have a bias, and return their names: TensorFlow's CPU kernel for
-    their bias gradient (``BiasAddGrad``) accumulates in bfloat16, so a bias behind a large
-    activation gets a gradient that stops growing at a few hundred (256 where the sum is
-    32,822: BENCHMARKS.md, issue 14). kreid's own layers (``kreid.models.layers``) sum it
-    in float32; Keras' prebuilt backbones (TriNet's and ``resnet50_reid``'s ResNet-50,
-    whose convolutions have biases) keep Keras' layers. Not checked on GPUs, whose
-    kernel accumulates 16-bit types in float32 (no GPU here to measure it)."""
+    ``Dense`` layers whose bias gradient matters, and return their names: TensorFlow's CPU
+    kernel for a bias gradient (``BiasAddGrad``) accumulates in bfloat16, so a bias behind
+    a large activation gets a gradient that stops growing at a few hundred (256 where the
+    sum is 32,822: BENCHMARKS.md, issue 14). kreid's own layers (``kreid.models.layers``)
+    sum it in float32, and every ResNet-50 kreid writes uses them.
+
+    A bias read only by batch norms that train (``trainable``, normalising the last axis)
+    is not named: a per-channel constant leaves a training batch norm's output unchanged,
+    so its exact gradient is zero and its value is absorbed by the norm's moving mean
+    (:func:`_only_feeds_training_norms`). That covers the 53 convolution biases of Keras'
+    prebuilt ResNet-50 in TriNet. Not checked on GPUs, whose kernel accumulates 16-bit
+    types in float32 (no GPU here to measure it)."""
     import keras
     import tensorflow as tf
 
@@ -103,7 +108,8 @@ def check_biases(model) -> list[str]:
              keras.layers.SeparableConv2D, keras.layers.Dense)
     names = [layer.name for layer in model._flatten_layers()
              if isinstance(layer, kinds) and not isinstance(layer, (Conv2D, Dense))
-             and getattr(layer, "use_bias", False) and layer.compute_dtype == "bfloat16"]
+             and getattr(layer, "use_bias", False) and layer.compute_dtype == "bfloat16"
+             and not _only_feeds_training_norms(layer)]
     if names:
         log.warning("mixed_bfloat16 on a CPU: %d Keras layers with a bias (%s%s) get their "
                     "bias gradients summed in bfloat16 by TensorFlow, which loses most of "
@@ -111,6 +117,21 @@ def check_biases(model) -> list[str]:
                     "(config.precision='float32') for exact bias gradients", len(names),
                     ", ".join(names[:3]), ", ..." if len(names) > 3 else "")
     return names
+
+
+def _only_feeds_training_norms(layer) -> bool:
+    """Whether every use of ``layer``'s output in its functional graph is a trainable
+    ``BatchNormalization`` over the last axis (Keras runs such a norm in training mode in
+    a training step, which makes the gradient of a bias before it exactly zero)."""
+    import keras
+
+    nodes = getattr(layer, "_outbound_nodes", None) or []
+    for node in nodes:
+        norm = getattr(node, "operation", None)
+        if not (isinstance(norm, keras.layers.BatchNormalization) and norm.trainable
+                and norm.axis in (-1, len(node.input_tensors[0].shape) - 1)):
+            return False
+    return bool(nodes)
 
 
 @contextlib.contextmanager

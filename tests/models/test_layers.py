@@ -164,8 +164,48 @@ def test_bfloat16_keras_biases_are_named():
         y = keras.layers.Conv2D(4, 3, name="keras_conv")(inputs)
         y = Conv2D(4, 3, name="kreid_conv")(keras.layers.Conv2D(4, 1, use_bias=False)(y))
         y = PointwiseConv2D(4, 1, name="kreid_pw")(keras.layers.DepthwiseConv2D(3, name="dw")(y))
+        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 1, name="into_bn")(y))
+        frozen = keras.layers.BatchNormalization(name="frozen_bn")
+        frozen.trainable = False
+        y = frozen(keras.layers.Conv2D(4, 1, name="into_frozen_bn")(y))
+        z = keras.layers.Conv2D(4, 1, name="into_bn_and_add")(y)
+        y = keras.layers.Add()([keras.layers.BatchNormalization()(z), z])
         model = keras.Model(inputs, Dense(2, name="kreid_dense")(keras.layers.Flatten()(y)))
-    assert sorted(precision.check_biases(model)) == ["dw", "keras_conv"]
+    assert sorted(precision.check_biases(model)) == ["dw", "into_bn_and_add", "into_frozen_bn",
+                                                     "keras_conv"]
+
+
+def test_a_bias_before_a_training_batch_norm_has_a_zero_gradient():
+    """Why check_biases passes over a bias read only by a training batch norm: the norm's
+    output ignores a per-channel constant, so the bias gradient is zero (float64 here),
+    while the kernel's is not."""
+    x = RNG.normal(size=(4, 6, 5, 3))
+    dy = RNG.normal(size=(4, 6, 5, 4))
+    conv = keras.layers.Conv2D(4, 3, padding="same", dtype="float64")
+    norm = keras.layers.BatchNormalization(dtype="float64")
+    conv.build(x.shape)
+    conv.bias.assign(RNG.normal(size=4))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(norm(conv(tf.constant(x)), training=True) * dy)
+    dk, db = tape.gradient(loss, [conv.kernel, conv.bias])
+    assert np.abs(np.asarray(db)).max() < 1e-12 < np.abs(np.asarray(dk)).max()
+
+
+@pytest.mark.skipif(bool(tf.config.list_logical_devices("GPU")),
+                    reason="GPUs sum bias gradients in float32: nothing to name")
+@pytest.mark.parametrize("name,kwargs", [("trinet", {}),
+                                         ("resnet50_reid", {"ibn": True, "se": True})])
+def test_resnet50_models_name_no_bias_under_bfloat16(name, kwargs):
+    """TriNet's Keras ResNet-50 feeds every biased convolution into a batch norm; kreid's
+    ResNet-50 (IBN's sliced norms, SE's convolutions) uses kreid's layers."""
+    from kreid import models
+
+    with precision.policy("mixed_bfloat16"):
+        model = models.build(name, input_shape=(64, 32, 3), embedding_dim=8, **kwargs)
+    assert precision.check_biases(model) == []
+    if name == "resnet50_reid":
+        se = model.get_layer("backbone").get_layer("conv4_block1_se_expand")
+        assert isinstance(se, Conv2D) and se.use_bias
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 4, 3), (2, 7, 5, 2), (1, 1, 1, 1), (2, 2, 3, 1)])
