@@ -90,12 +90,13 @@ def check_biases(model) -> list[str]:
     sum is 32,822: BENCHMARKS.md, issue 14). kreid's own layers (``kreid.models.layers``)
     sum it in float32, and every ResNet-50 kreid writes uses them.
 
-    A bias read only by batch norms that train (``trainable``, normalising the last axis)
-    is not named: a per-channel constant leaves a training batch norm's output unchanged,
-    so its exact gradient is zero and its value is absorbed by the norm's moving mean
-    (:func:`_only_feeds_training_norms`). That covers the 53 convolution biases of Keras'
-    prebuilt ResNet-50 in TriNet. Not checked on GPUs, whose kernel accumulates 16-bit
-    types in float32 (no GPU here to measure it)."""
+    A bias read only by batch norms that train is not named: a per-channel constant
+    leaves a training batch norm's output unchanged, so the bias gradient is zero in exact
+    arithmetic (what bfloat16 computes for it is rounding noise, which the norm's moving
+    mean absorbs). That covers the 53 convolution biases of Keras' prebuilt ResNet-50 in
+    TriNet. What counts as such a read is read off ``model``'s own graph
+    (:func:`_training_norm_reads`); any doubt names the layer. Not checked on GPUs, whose
+    kernel accumulates 16-bit types in float32 (no GPU here to measure it)."""
     import keras
     import tensorflow as tf
 
@@ -106,10 +107,13 @@ def check_biases(model) -> list[str]:
     kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
              keras.layers.Conv2DTranspose, keras.layers.DepthwiseConv2D,
              keras.layers.SeparableConv2D, keras.layers.Dense)
+    reads: dict[int, list[bool]] = {}
+    _training_norm_reads(model, False, reads)
     names = [layer.name for layer in model._flatten_layers()
              if isinstance(layer, kinds) and not isinstance(layer, (Conv2D, Dense))
              and getattr(layer, "use_bias", False) and layer.compute_dtype == "bfloat16"
-             and not _only_feeds_training_norms(layer)]
+             and not (getattr(layer, "data_format", "channels_last") == "channels_last"
+                      and all(reads.get(id(layer)) or [False]))]
     if names:
         log.warning("mixed_bfloat16 on a CPU: %d Keras layers with a bias (%s%s) get their "
                     "bias gradients summed in bfloat16 by TensorFlow, which loses most of "
@@ -119,19 +123,32 @@ def check_biases(model) -> list[str]:
     return names
 
 
-def _only_feeds_training_norms(layer) -> bool:
-    """Whether every use of ``layer``'s output in its functional graph is a trainable
-    ``BatchNormalization`` over the last axis (Keras runs such a norm in training mode in
-    a training step, which makes the gradient of a bias before it exactly zero)."""
+def _training_norm_reads(model, frozen: bool, reads: dict) -> None:
+    """For each layer of ``model``'s functional graph (nested functional and sequential
+    models included), one entry in ``reads[id(layer)]`` per read of its output: True where
+    the reader is a trainable ``BatchNormalization`` over the last axis that runs in
+    training mode (not called with ``training=False``, nor inside a model called so),
+    False for any other reader and for a model output. A layer used in other graphs
+    counts only its reads in this one; a model whose graph cannot be read adds nothing,
+    so its layers are named."""
     import keras
 
-    nodes = getattr(layer, "_outbound_nodes", None) or []
-    for node in nodes:
-        norm = getattr(node, "operation", None)
-        if not (isinstance(norm, keras.layers.BatchNormalization) and norm.trainable
-                and norm.axis in (-1, len(node.input_tensors[0].shape) - 1)):
-            return False
-    return bool(nodes)
+    graph = getattr(model, "_functional", None) or model     # Sequential keeps one inside
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if by_depth is None:
+        return
+    for node in (n for nodes in by_depth.values() for n in nodes):
+        reader = node.operation
+        kwargs = node.arguments.kwargs if node.arguments is not None else {}
+        off = frozen or kwargs.get("training") is False
+        for tensor in node.input_tensors:
+            norm = (isinstance(reader, keras.layers.BatchNormalization) and reader.trainable
+                    and not off and reader.axis in (-1, len(tensor.shape) - 1))
+            reads.setdefault(id(tensor._keras_history.operation), []).append(norm)
+        if isinstance(reader, keras.Model):
+            _training_norm_reads(reader, off, reads)
+    for tensor in keras.tree.flatten(graph.outputs):
+        reads.setdefault(id(tensor._keras_history.operation), []).append(False)
 
 
 @contextlib.contextmanager

@@ -164,15 +164,31 @@ def test_bfloat16_keras_biases_are_named():
         y = keras.layers.Conv2D(4, 3, name="keras_conv")(inputs)
         y = Conv2D(4, 3, name="kreid_conv")(keras.layers.Conv2D(4, 1, use_bias=False)(y))
         y = PointwiseConv2D(4, 1, name="kreid_pw")(keras.layers.DepthwiseConv2D(3, name="dw")(y))
-        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 1, name="into_bn")(y))
+        into_bn = keras.layers.Conv2D(4, 1, name="into_bn")
+        y = keras.layers.BatchNormalization()(into_bn(y))
         frozen = keras.layers.BatchNormalization(name="frozen_bn")
         frozen.trainable = False
         y = frozen(keras.layers.Conv2D(4, 1, name="into_frozen_bn")(y))
         z = keras.layers.Conv2D(4, 1, name="into_bn_and_add")(y)
         y = keras.layers.Add()([keras.layers.BatchNormalization()(z), z])
-        model = keras.Model(inputs, Dense(2, name="kreid_dense")(keras.layers.Flatten()(y)))
-    assert sorted(precision.check_biases(model)) == ["dw", "into_bn_and_add", "into_frozen_bn",
-                                                     "keras_conv"]
+        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 1, name="into_bn_off")(y),
+                                              training=False)
+        inner_in = keras.Input((2, 2, 4))
+        inner = keras.Model(inner_in, keras.layers.BatchNormalization()(
+            keras.layers.Conv2D(4, 1, name="inner_into_bn")(inner_in)))
+        y = inner(y, training=False)
+        y = keras.layers.Conv2D(4, 1, data_format="channels_first", name="first")(y)
+        y = keras.layers.BatchNormalization()(y)
+        cut = keras.layers.Conv2D(4, 1, name="into_bn_and_out")(y)
+        y = keras.layers.BatchNormalization()(cut)
+        model = keras.Model(inputs, [Dense(2, name="kreid_dense")(keras.layers.Flatten()(y)),
+                                     cut])
+    assert sorted(precision.check_biases(model)) == [
+        "dw", "first", "inner_into_bn", "into_bn_and_add", "into_bn_and_out", "into_bn_off",
+        "into_frozen_bn", "keras_conv"]
+    # read in another model only by a norm: this model's own reads decide
+    assert "into_bn" in precision.check_biases(keras.Model(inputs, into_bn.output))
+    assert precision.check_biases(keras.Model(inner_in, inner.output)) == []
 
 
 def test_a_bias_before_a_training_batch_norm_has_a_zero_gradient():
@@ -203,6 +219,7 @@ def test_resnet50_models_name_no_bias_under_bfloat16(name, kwargs):
     with precision.policy("mixed_bfloat16"):
         model = models.build(name, input_shape=(64, 32, 3), embedding_dim=8, **kwargs)
     assert precision.check_biases(model) == []
+    assert model.get_layer("backbone").get_layer("conv1_conv").compute_dtype == "bfloat16"
     if name == "resnet50_reid":
         se = model.get_layer("backbone").get_layer("conv4_block1_se_expand")
         assert isinstance(se, Conv2D) and se.use_bias
