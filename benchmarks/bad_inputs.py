@@ -42,7 +42,8 @@ def cli(args, cwd=REPO, pythonpath=REPO) -> str:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="kreid-bad-") as tmp:   # ~100 MB of runs
+    # ~100 MB of runs, deleted at the end
+    with tempfile.TemporaryDirectory(prefix="kreid-bad-", ignore_cleanup_errors=True) as tmp:
         _table(tmp)
     print("| bad input | what kreid gives |\n|---|---|")
     print("\n".join(ROWS))

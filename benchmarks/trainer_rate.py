@@ -59,7 +59,8 @@ def main(argv):
         c.schedule.t0 = max(1, c.schedule.t0 * STEPS.value // c.schedule.t1)
         c.schedule.t1 = STEPS.value
     c.stages, c.histogram_every, c.final_eval.enabled = [], 10 ** 6, False
-    with tempfile.TemporaryDirectory(prefix="kreid_trainer_rate_run_") as work:
+    with tempfile.TemporaryDirectory(prefix="kreid_trainer_rate_run_",
+                                     ignore_cleanup_errors=True) as work:
         (InMemoryTrainer if IN_MEMORY.value else Trainer)(c, work, progress=False).run()
         lines = [json.loads(x) for x in open(os.path.join(work, "log.jsonl"))]
     batch = int(c.batch.p) * int(c.batch.k)
