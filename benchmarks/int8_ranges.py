@@ -1,4 +1,4 @@
-"""Which int8 activation ranges keep the float model: minmax, percentile, mse.
+"""Which int8 activation ranges keep the float model: minmax, percentile, mse, image_mse.
 
     .venv/bin/python benchmarks/int8_ranges.py --model=runs/mbv2_s0/embedding.keras \
         --root=../shared/data/cuhk03_labeled
@@ -29,7 +29,8 @@ MODEL = flags.DEFINE_string("model", None, "embedding model (.keras with its sid
                             required=True)
 DATASET = flags.DEFINE_string("dataset", "cuhk03", "dataset for calibration and scoring")
 ROOT = flags.DEFINE_string("root", None, "dataset root", required=True)
-METHODS = flags.DEFINE_list("methods", ["minmax", "percentile", "mse"], "range methods")
+METHODS = flags.DEFINE_list("methods", ["minmax", "percentile", "mse", "image_mse"],
+                            "range methods")
 NUM_CAL = flags.DEFINE_integer("num_calibration", 200, "calibration images (from train)")
 NUM_SELECT = flags.DEFINE_integer("num_select", 400, "training images outside calibration "
                                   "for the label-free selection score")

@@ -341,8 +341,11 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
                 log.warning("%s: its embeddings of %d calibration images keep a fidelity of "
                             "%.2f to the float model's (median per image; 1 is exact, 0 a "
                             "constant embedding): this int8 file has lost the model; score it "
-                            "(bin/export.py compares every format) or try another "
-                            "--int8_ranges", path, min(32, len(calibration)), fidelity)
+                            "(bin/export.py compares every format)%s", path,
+                            min(32, len(calibration)), fidelity,
+                            "" if fmt != "tflite_int8" or int8_ranges == "image_mse" else
+                            " or try --int8_ranges=image_mse, which gives up the few "
+                            "calibration images that run far above the rest")
         out[fmt] = path
     if work is not None:
         shutil.rmtree(work, ignore_errors=True)
