@@ -102,11 +102,19 @@ def activation_samples(calibrated: bytes, calibration: np.ndarray, per_image: in
     return {i: np.stack(c).astype(np.float32) for i, c in chunks.items()}
 
 
-def range_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def range_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+              small_exact: bool = False) -> np.ndarray:
     """Mean squared 8-bit quantization error of ``values`` for every pair (lo_i, hi_j):
     [len(lo), len(hi)]. Clipping error exactly (tail sums over the sorted values);
     rounding error as step^2 / 12 per value inside the range (a step of
-    (hi - lo) / 255), except exact zeros, which the zero point represents."""
+    (hi - lo) / 255), except exact zeros, which the zero point represents.
+
+    ``small_exact``: a value within half a step of zero rounds to zero, and its error is
+    its square, counted exactly (step^2 / 12 is kept beyond, where it is at most the
+    value's square). So no value's error exceeds its own square and the error of a set of
+    values never exceeds their mean square, which ``image_mse`` needs; step^2 / 12 alone
+    overstates the error of values far below one step and understates it just below
+    half a step."""
     x = np.sort(np.asarray(values, np.float64).ravel())
     n = len(x)
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
@@ -117,10 +125,20 @@ def range_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     above = (s2[n] - s2[a]) - 2 * hi * (s1[n] - s1[a]) + hi ** 2 * (n - a)
     b = np.searchsorted(x, lo, side="left")           # values below lo: x[:b]
     below = s2[b] - 2 * lo * s1[b] + lo ** 2 * b
-    zeros = np.searchsorted(x, 0.0, side="right") - np.searchsorted(x, 0.0, side="left")
-    inside = (a[None, :] - b[:, None]) - zeros
     step = (hi[None, :] - lo[:, None]) / 255.0
-    return (below[:, None] + above[None, :] + np.maximum(inside, 0) * step ** 2 / 12.0) / n
+    if small_exact:                                   # x[p:q]: inside, |x| < step / 2
+        t = step / 2.0
+        p = np.searchsorted(x, np.maximum(lo[:, None], -t), side="left")
+        q = np.searchsorted(x, np.minimum(hi[None, :], t), side="left")
+        p, q = np.minimum(p, q), q
+        small = s2[q] - s2[p]
+        rest = (a[None, :] - b[:, None]) - (q - p)
+        rounding = small + np.maximum(rest, 0) * step ** 2 / 12.0
+    else:
+        zeros = np.searchsorted(x, 0.0, side="right") - np.searchsorted(x, 0.0, side="left")
+        inside = (a[None, :] - b[:, None]) - zeros
+        rounding = np.maximum(inside, 0) * step ** 2 / 12.0
+    return (below[:, None] + above[None, :] + rounding) / n
 
 
 def clipped_range(values: np.ndarray, method: str,
@@ -153,17 +171,19 @@ def clipped_range(values: np.ndarray, method: str,
 
 
 def image_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Mean over images (rows of ``values``) of each image's :func:`range_mse` divided by
-    its mean square, for every pair (lo_i, hi_j): [len(lo), len(hi)]. An image whose
-    values are all zero adds nothing (every range holds it exactly); 1 means an image's
-    error is as large as its signal (all of it rounded to zero)."""
-    total, n = np.zeros((len(lo), len(hi))), 0
-    for row in np.asarray(values, np.float64):
+    """Mean over images (rows of ``values``) of each image's :func:`range_mse` (with
+    ``small_exact``) divided by its mean square, for every pair (lo_i, hi_j):
+    [len(lo), len(hi)]. Each image's term lies in [0, 1]: 0 when the range holds it
+    exactly, 1 when all of it rounds or clips to zero; an all-zero image's is 0. So an
+    image far above the rest costs at most 1 when clipped, and a nearly blank image
+    cannot take a range over."""
+    total = np.zeros((len(lo), len(hi)))
+    rows = np.asarray(values, np.float64)
+    for row in rows:
         power = float(np.mean(row * row))
         if power > 0.0:
-            total += range_mse(row, lo, hi) / power
-        n += 1
-    return total / max(n, 1)
+            total += range_mse(row, lo, hi, small_exact=True) / power
+    return total / max(len(rows), 1)
 
 
 def set_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> bytes:
