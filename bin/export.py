@@ -25,10 +25,11 @@ FORMATS = flags.DEFINE_list("formats", None, "subset of formats (default: all)")
 NUM_CAL = flags.DEFINE_integer("num_calibration", 200, "calibration images (from train)")
 IO_TYPE = flags.DEFINE_enum("io_type", "int8", ["int8", "uint8", "float32"],
                             "input/output type of the full-integer TFLite model")
-INT8_RANGES = flags.DEFINE_enum("int8_ranges", "minmax",
+INT8_RANGES = flags.DEFINE_enum("int8_ranges", "image_mse",
                                 ["minmax", "percentile", "mse", "image_mse"],
                                 "activation ranges of tflite_int8: TFLite's calibrated "
-                                "min/max, or clipped (kreid.export.ranges)")
+                                "min/max, or clipped (kreid.export.ranges; image_mse, the "
+                                "default, counts each calibration image the same)")
 COMPARE = flags.DEFINE_bool("compare", True, "score every format and write the table")
 TTA = flags.DEFINE_enum("tta", "none", ["none", "center", "center_flip", "five", "five_flip"],
                         "test-time augmentation for the comparison")

@@ -21,7 +21,8 @@ in float (62.2% +- 1.5 over two seeds) but its int8 TFLite export loses
 overrides) it reaches SGS rank-1 65.0% +- 2.8 (seeds 0 and 1, 46-55 minutes)
 and its int8 file loses 9.0 points on seed 0 (6.35 with percentile ranges). Export this config's model with ``bin/export.py
 --int8_ranges=percentile``: its int8 TFLite file is then within 0.5 mAP points
-of float on both seeds (+0.33 / +0.21; TFLite's own ranges +0.07 / -0.80).
+of float on both seeds (+0.33 / +0.21; TFLite's own ranges +0.07 / -0.80;
+``image_mse``, the default since, +0.15 / +0.04).
 """
 
 from kreid.training.config import load_config_file

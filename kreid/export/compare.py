@@ -20,7 +20,7 @@ import numpy as np
 from kreid.evaluation import reports
 from kreid.evaluation.embed import KerasEmbedder, embed_records, keras_sidecar
 from kreid.evaluation.runner import score
-from kreid.export import convert
+from kreid.export import convert, ranges
 from kreid_edge.files import write_text
 
 
@@ -83,7 +83,7 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
                        protocol: str = "market", threshold: float = 1.0, io_type: str = "int8",
                        latency_runs: int = 30, debug: bool = True,
                        preprocessing: str | None = None, supply: str = "",
-                       int8_ranges: str = "minmax") -> dict:
+                       int8_ranges: str = ranges.DEFAULT) -> dict:
     """Export ``keras_path`` to ``formats`` and score every variant; writes
     ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the table.
 

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kreid.export import ranges
 from kreid_edge.files import atomic_write, write_bytes
 from kreid_edge.sidecar import Sidecar, sidecar_path
 from kreid_edge.sidecar import write_sidecar as _write_sidecar
@@ -194,12 +195,11 @@ def calibrated_tflite(saved_model_dir: str, calibration: np.ndarray,
 
 
 def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray | None = None,
-           io_type: str = "int8", int8_ranges: str = "minmax",
+           io_type: str = "int8", int8_ranges: str = ranges.DEFAULT,
            summary: dict | None = None) -> str:
     """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
     int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`,
     whose summary goes into ``summary`` when given)."""
-    from kreid.export import ranges
 
     ranges.check(int8_ranges)
     clip = mode == "int8" and int8_ranges != "minmax"
@@ -282,10 +282,9 @@ def quiet_converters() -> None:
 
 def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | None = None,
                calibration: np.ndarray | None = None, io_type: str = "int8",
-               int8_ranges: str = "minmax") -> dict[str, str]:
+               int8_ranges: str = ranges.DEFAULT) -> dict[str, str]:
     """Write every requested format into ``out_dir``; returns {format: path}.
     ``int8_ranges``: the activation ranges of ``tflite_int8`` (:mod:`kreid.export.ranges`)."""
-    from kreid.export import ranges
 
     ranges.check(int8_ranges)       # before anything is written
     quiet_converters()
@@ -355,7 +354,7 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
 def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
                       formats: Sequence[str] | None = None, num_calibration: int = 200,
                       io_type: str = "int8", preprocessing: str | None = None,
-                      supply: str = "", int8_ranges: str = "minmax") -> dict[str, str]:
+                      supply: str = "", int8_ranges: str = ranges.DEFAULT) -> dict[str, str]:
     """Export a ``.keras`` embedding model (with its sidecar, or ``preprocessing``) to
     ``formats``, calibrating int8 on ``calibration_records``; returns {format: path}."""
     from kreid.evaluation.embed import keras_sidecar, weights_fingerprint

@@ -127,7 +127,7 @@ def test_unclipped_ranges_quantize_as_the_converter_does(tiny):
 
     model, cal, tmp = tiny
     sm = convert.saved_model(model, str(tmp / "sm1"))
-    direct = convert.tflite(sm, str(tmp / "direct.tflite"), "int8", cal)
+    direct = convert.tflite(sm, str(tmp / "direct.tflite"), "int8", cal, int8_ranges="minmax")
     data, summary = ranges.clip(convert.calibrated_tflite(sm, cal), cal, "minmax", tf.int8)
     assert summary["clipped"] == 0
     (tmp / "split.tflite").write_bytes(data)
@@ -220,8 +220,8 @@ def test_a_collapsed_int8_file_is_reported(tmp_path, caplog):
     cal = np.random.default_rng(0).uniform(0, 1, (24, 16, 8, 3)).astype(np.float32)
     spec = convert.ExportSpec((16, 8), "none", "offset")
     with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
-        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"],
-                                  cal)["tflite_int8"]
+        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
+                                  int8_ranges="minmax")["tflite_int8"]
     fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
     assert fidelity < 0.5
     assert any("has lost the model" in r.getMessage() and path in r.getMessage()
@@ -252,8 +252,8 @@ def test_a_collapse_behind_a_few_outlier_images_is_reported(tmp_path, caplog):
     cal[[5, 17]] *= 300.0
     spec = convert.ExportSpec((16, 8), "none", "outliers")
     with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
-        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"],
-                                  cal)["tflite_int8"]
+        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
+                                  int8_ranges="minmax")["tflite_int8"]
     fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
     from kreid_edge import load_embedder
 
