@@ -25,7 +25,7 @@ the model is quantized (``bin/export.py --int8_ranges``):
   collapse ``calibration_fidelity`` warns about. ``image_mse`` trades those
   images for the rest. It is the default (:data:`DEFAULT`): on seven models
   measured (three CUHK03 LuNets, three CUHK03 MobileNetV2s, the demo's LuNet)
-  it was the only method that kept the LuNets (-0.39 to +0.16 mAP points where
+  it was the only method that kept the CUHK03 LuNets (-0.39 to +0.16 mAP points where
   TFLite's ranges lost 2.4-11.9) and within 0.0023 of the best method's
   cosine to float on the others (BENCHMARKS.md). ``minmax`` gives TFLite's
   converter's own file.
@@ -135,6 +135,7 @@ def range_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         t = step / 2.0
         p = np.searchsorted(x, np.maximum(lo[:, None], -t), side="left")
         q = np.searchsorted(x, np.minimum(hi[None, :], t), side="left")
+        q = np.where(hi[None, :] <= t, a[None, :], q)    # values at hi itself: small too
         p, q = np.minimum(p, q), q
         small = s2[q] - s2[p]
         rest = (a[None, :] - b[:, None]) - (q - p)

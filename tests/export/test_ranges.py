@@ -299,6 +299,10 @@ def test_small_values_count_their_own_square():
     images[3] = 0.0
     images[3, :5] = 1e-4                # one nearly blank calibration image
     assert ranges.clipped_range(images, "image_mse")[1] > 0.9 * images.max()
+    assert ranges.clipped_range(-images, "image_mse")[0] < 0.9 * -images.max()   # hi = 0
+    blank = np.concatenate([np.zeros(999), [-1e-3]])
+    assert ranges.range_mse(blank, np.array([-10.0]), np.array([0.0]), small_exact=True)[
+        0, 0] <= np.mean(blank ** 2)
 
 
 def test_image_mse_gives_outlier_images_up_for_the_rest():
