@@ -200,7 +200,6 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
     """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
     int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`,
     whose summary goes into ``summary`` when given)."""
-
     ranges.check(int8_ranges)
     clip = mode == "int8" and int8_ranges != "minmax"
     if clip:          # the settings fail as they would in _converter, before any work
@@ -285,7 +284,6 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
                int8_ranges: str = ranges.DEFAULT) -> dict[str, str]:
     """Write every requested format into ``out_dir``; returns {format: path}.
     ``int8_ranges``: the activation ranges of ``tflite_int8`` (:mod:`kreid.export.ranges`)."""
-
     ranges.check(int8_ranges)       # before anything is written
     quiet_converters()
     formats = list(formats or FORMATS)

@@ -25,16 +25,16 @@ the model is quantized (``bin/export.py --int8_ranges``):
   collapse ``calibration_fidelity`` warns about. ``image_mse`` trades those
   images for the rest. It is the default (:data:`DEFAULT`): on seven models
   measured (three CUHK03 LuNets, three CUHK03 MobileNetV2s, the demo's LuNet)
-  it was the only method that kept the CUHK03 LuNets (-0.39 to +0.16 mAP points where
-  TFLite's ranges lost 2.4-11.9) and within 0.0023 of the best method's
-  cosine to float on the others (BENCHMARKS.md). ``minmax`` gives TFLite's
-  converter's own file.
+  it was the only method that kept the CUHK03 LuNets (-0.39 to +0.16 mAP
+  points where TFLite's ranges lost 2.4-11.9) and within 0.0023 of the best
+  method's cosine to float on the others (BENCHMARKS.md). ``minmax`` gives
+  TFLite's converter's own file.
 
 The values come from the calibrated float model
 (:func:`kreid.export.convert.calibrated_tflite`) run on the calibration images
 with every intermediate tensor kept; ``per_image`` of each tensor's values (at
-the same random positions in every image) per image enter the statistics, and TFLite's recorded
-range bounds the candidates. Graph inputs keep TFLite's range (a clipped input
+the same random positions in every image) per image enter the statistics, and
+TFLite's recorded range bounds the candidates. Graph inputs keep TFLite's range (a clipped input
 range would saturate pixels); weights are quantized per channel by the
 converter as before. The samples take ``per_image`` x images x tensors floats
 (about 0.25 GB for 200 images of a MobileNetV2).
@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("minmax", "percentile", "mse", "image_mse")
-DEFAULT = "image_mse"        # kreid's default since it kept every model measured (BENCHMARKS.md)
+DEFAULT = "image_mse"        # it collapsed none of the seven models measured (BENCHMARKS.md)
 PERCENTILE = 99.99
 ALPHAS = np.linspace(0.05, 1.0, 96)
 

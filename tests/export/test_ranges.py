@@ -62,7 +62,8 @@ def test_minmax_and_percentile_contain_zero():
 
 
 def test_bad_method_and_values_are_refused():
-    with pytest.raises(ValueError, match="must be one of minmax, percentile, mse, image_mse, got 'kl'"):
+    with pytest.raises(ValueError,
+                       match="must be one of minmax, percentile, mse, image_mse, got 'kl'"):
         ranges.clipped_range(np.ones(3), "kl")
     with pytest.raises(ValueError, match="finite"):
         ranges.clipped_range(np.array([1.0, np.nan]), "mse")
