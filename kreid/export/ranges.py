@@ -136,7 +136,6 @@ def range_mse(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         p = np.searchsorted(x, np.maximum(lo[:, None], -t), side="left")
         q = np.searchsorted(x, np.minimum(hi[None, :], t), side="left")
         q = np.where(hi[None, :] <= t, a[None, :], q)    # values at hi itself: small too
-        p, q = np.minimum(p, q), q
         small = s2[q] - s2[p]
         rest = (a[None, :] - b[:, None]) - (q - p)
         rounding = small + np.maximum(rest, 0) * step ** 2 / 12.0
