@@ -53,7 +53,7 @@ def _table(tmp: str) -> None:
     from kreid.data import datasets, pipeline, synthetic
     from kreid.evaluation import runner
     from kreid.evaluation.embed import EmbeddingSet
-    from kreid.export import compare, convert
+    from kreid.export import compare, formats
     from kreid.training import checkpoint
     from kreid.training.config import base_config
     from kreid.training.trainer import Trainer
@@ -120,7 +120,7 @@ def _table(tmp: str) -> None:
     Trainer(config(total_steps=4, checkpoint_every=0), run, progress=False).run()
     keras_path = os.path.join(run, "embedding.keras")
     ds = datasets.load("market1501", root)
-    out = convert.export_keras_file(keras_path, os.path.join(tmp, "export"), ds.train,
+    out = formats.export_keras_file(keras_path, os.path.join(tmp, "export"), ds.train,
                                     ["tflite_int8", "tflite_float32"], num_calibration=16)
     people = os.path.join(tmp, "people", "7")
     os.makedirs(people)

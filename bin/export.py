@@ -46,7 +46,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # the converters log every graph pass at INFO
     from kreid.data import datasets
-    from kreid.export import compare, convert
+    from kreid.export import compare, formats
 
     ds = datasets.load(DATASET.value, ROOT.value)
     if COMPARE.value:
@@ -58,7 +58,7 @@ def main(argv):
                                            int8_ranges=INT8_RANGES.value)
         print(compare.markdown_table(table))
         return
-    for fmt, path in convert.export_keras_file(
+    for fmt, path in formats.export_keras_file(
             MODEL.value, OUT.value, ds.train, FORMATS.value, NUM_CAL.value, IO_TYPE.value,
             PREPROCESSING.value, SUPPLY, INT8_RANGES.value).items():
         print(f"{fmt}: {path}")

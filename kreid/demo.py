@@ -64,7 +64,7 @@ def export_formats(formats) -> tuple[str, ...] | None:
     if list(formats) == ["all"]:
         return None
     from kreid.errors import ConfigValueError
-    from kreid.export.convert import FORMATS
+    from kreid.export.formats import FORMATS
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:                          # before minutes of training, not after
@@ -92,6 +92,7 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     ``auto``, or a :data:`kreid.training.precision.PRECISIONS` value."""
     from kreid.data import datasets
     from kreid.evaluation import reports, runner
+    from kreid.training.plan import resolve
     from kreid.training.trainer import Trainer
 
     start = time.perf_counter()
@@ -105,32 +106,34 @@ def run(workdir: str, seed: int = 0, total_steps: int | None = None,
     if total_steps:
         config.total_steps = total_steps
         config.schedule.t0, config.schedule.t1 = total_steps // 2, total_steps
-    ds = datasets.load("synthetic", config.dataset.root)
+    plan = resolve(config)
+    ds = datasets.load(plan.dataset.name, plan.dataset.root)
     print(ds.summary())
     print("PK batch grid:", _pk_grid(ds, workdir, seed))
 
     train_dir = os.path.join(workdir, "train")
-    print(f"training {config.model.name} at {tuple(config.image_size)} for "
-          f"{config.total_steps} steps (resumes if interrupted) ...")
-    trainer = Trainer(config, train_dir)
-    print(f"precision: {trainer.precision} (config: {config.precision})")
+    print(f"training {plan.model.name} at {plan.image_size} for "
+          f"{plan.stages[0].steps} steps (resumes if interrupted) ...")
+    trainer = Trainer(plan, train_dir)
+    print(f"precision: {trainer.precision} (config: {plan.precision})")
     phases = {"setup": time.perf_counter() - start}
-    trainer.run()
+    result = trainer.run()
     phases["train"] = time.perf_counter() - start - sum(phases.values())
-    res, q, g = runner.evaluate_embedder(trainer.embedder(), ds, tta=config.final_eval.tta,
+    tta = plan.final_eval.tta
+    res, q, g = runner.evaluate_embedder(result.embedder, result.dataset, tta=tta,
                                          report_dir=os.path.join(workdir, "report"),
-                                         label=config.model.name)
-    print(f"test ({config.final_eval.tta} TTA): {reports.summary_line(res)}")
+                                         label=plan.model.name)
+    print(f"test ({tta} TTA): {reports.summary_line(res)}")
     print(f"figures: {os.path.join(workdir, 'report')}")
-    summary = {"train_dir": train_dir, "precision": trainer.precision,
+    summary = {"train_dir": train_dir, "precision": result.precision,
                "test": {"mAP": res["mAP"], "rank1": res["cmc"][0]}}
 
     phases["evaluate"] = time.perf_counter() - start - sum(phases.values())
     from kreid.export import compare
 
     table = compare.export_and_compare(
-        os.path.join(train_dir, "embedding.keras"), ds, os.path.join(workdir, "export"),
-        formats=formats, calibration_records=ds.train, tta="none")
+        result.embedding_path, result.dataset, os.path.join(workdir, "export"),
+        formats=formats, calibration_records=result.dataset.train, tta="none")
     print(compare.markdown_table(table))
     summary["export"] = table["rows"]
     phases["export"] = time.perf_counter() - start - sum(phases.values())

@@ -21,33 +21,37 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert 0.0 <= summary["test"]["mAP"] <= 1.0
 
 
-def test_demo_config_ships_in_the_package():
-    """make demo must not read configs/ by file path (a non-editable install has none)."""
+def test_demo_config_ships_in_the_package(tmp_path):
+    """make demo must not read configs/ by file path (a non-editable install has none): the
+    package's own demo_config resolves to the demo's run plan from any folder, and the
+    demo's run builds its config from it alone."""
     import inspect
-
-    from kreid import demo
+    import subprocess
+    import sys
 
     assert "configs" not in inspect.getsource(demo.run)
-    c = demo.demo_config()
-    assert c.model.name == "lunet" and tuple(c.image_size) == (64, 32)
-    assert c.precision == "auto"          # bfloat16 only where the hardware has it
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-        __file__))), "configs"))
-    import lunet_synthetic
-    assert lunet_synthetic.get_config().to_dict() == c.to_dict()
+    code = ("from kreid.demo import demo_config; from kreid.training.plan import resolve; "
+            "p = resolve(demo_config()); "
+            "print(p.model.name, p.image_size, p.precision, p.stages[0].steps, "
+            "sorted(t.name for t in p.terms))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == \
+        "lunet (64, 32) auto 560 ['am_softmax', 'batch_hard']"
 
 
 def test_demo_formats():
     """The default exports DEMO_FORMATS (float and int8 TFLite, float ONNX), "all" every format."""
-    from kreid.export import convert
+    from kreid.export import formats
 
     assert demo.export_formats(None) == demo.DEMO_FORMATS
     assert demo.export_formats("all") is None and demo.export_formats(["all"]) is None
     assert demo.export_formats(["tflite_int8"]) == ("tflite_int8",)
     assert demo.export_formats("tflite_int8") == ("tflite_int8",)
     assert demo.export_formats([]) == demo.DEMO_FORMATS
-    assert set(demo.DEMO_FORMATS) < set(convert.FORMATS)
+    assert set(demo.DEMO_FORMATS) < set(formats.FORMATS)
     import pytest
 
     from kreid.errors import ConfigValueError

@@ -55,14 +55,14 @@ def test_a_run_of_another_budget_is_refused(tmp_path):
     from kreid.errors import ConfigValueError
 
     _write_result(tmp_path, "hermans_table1", "BH soft", 0, 0.3, steps=300)
-    with pytest.raises(ConfigValueError, match="made with 300 steps, not --steps=2"):
+    with pytest.raises(ConfigValueError, match="result.json: made with 300 steps, not --steps=2"):
         reproduction.run("hermans_table1", str(tmp_path), "", seeds=(0,), steps=2,
                          arms=["BH soft"], progress=False)
     train_dir = reproduction.run_dir(str(tmp_path), "hermans_size_tta", "128x64", 0)
     os.makedirs(train_dir)
     with open(os.path.join(train_dir, "config.json"), "w") as f:
         json.dump({"total_steps": 300}, f)
-    with pytest.raises(ConfigValueError, match="a run of 300 steps, not --steps=2"):
+    with pytest.raises(ConfigValueError, match="config.json: made with 300 steps, not --steps=2"):
         reproduction.run("hermans_size_tta", str(tmp_path), "", seeds=(0,), steps=2,
                          smoke=True, progress=False)
 

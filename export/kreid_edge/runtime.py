@@ -18,18 +18,19 @@ import numpy as np
 
 from kreid_edge.files import file_fingerprint
 from kreid_edge.preprocessing import Preprocessor
-from kreid_edge.sidecar import SidecarError, read_sidecar  # noqa: F401  (re-exported)
+from kreid_edge.sidecar import Sidecar, SidecarError, read_sidecar  # noqa: F401  (re-exported)
 
 
 class _Base:
-    fmt = ""
+    runtime = ""                 # the name sidecars give this runtime ("runtime" key)
+    suffix = ""                  # the file suffix of sidecars that name no runtime
 
-    def __init__(self, model_path: str):
+    def __init__(self, model_path: str, sidecar: Sidecar | None = None):
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.path = model_path
-        self.meta = read_sidecar(model_path, "export the model with bin/export.py, which "
-                                             "writes it")
+        self.meta = sidecar or read_sidecar(model_path, "export the model with "
+                                                        "bin/export.py, which writes it")
         self.input_size = self.meta.input_size
         self.preprocessing = self.meta.preprocessing
         self.preprocessor = Preprocessor(self.input_size, self.preprocessing)
@@ -73,10 +74,11 @@ class _Base:
 class TFLiteEmbedder(_Base):
     """A ``.tflite`` model (float, float16, dynamic-range or full-integer int8/uint8)."""
 
-    fmt = "tflite"
+    runtime, suffix = "tflite", ".tflite"
 
-    def __init__(self, model_path: str, num_threads: int | None = None):
-        super().__init__(model_path)
+    def __init__(self, model_path: str, num_threads: int | None = None,
+                 sidecar: Sidecar | None = None):
+        super().__init__(model_path, sidecar)
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
@@ -116,10 +118,11 @@ class TFLiteEmbedder(_Base):
 class OnnxEmbedder(_Base):
     """An ``.onnx`` model run by ONNX Runtime on the CPU."""
 
-    fmt = "onnx"
+    runtime, suffix = "onnx", ".onnx"
 
-    def __init__(self, model_path: str, num_threads: int | None = None):
-        super().__init__(model_path)
+    def __init__(self, model_path: str, num_threads: int | None = None,
+                 sidecar: Sidecar | None = None):
+        super().__init__(model_path, sidecar)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -139,9 +142,22 @@ class OnnxEmbedder(_Base):
         return np.asarray(self.session.run(None, {self._input: images})[0], np.float32)
 
 
-def load_embedder(model_path: str, num_threads: int | None = None):
-    if model_path.endswith(".tflite"):
-        return TFLiteEmbedder(model_path, num_threads)
-    if model_path.endswith(".onnx"):
-        return OnnxEmbedder(model_path, num_threads)
-    raise ValueError(f"{model_path}: expected a .tflite or .onnx file")
+RUNTIMES = {cls.runtime: cls for cls in (TFLiteEmbedder, OnnxEmbedder)}
+
+
+def load_embedder(model_path: str, num_threads: int | None = None,
+                  sidecar: Sidecar | None = None):
+    """The embedder of an exported model file: the runtime its sidecar names (``runtime``,
+    written by kreid's exporter for every format it can run), or, for sidecars that name
+    none, the one of the file's suffix."""
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"model file not found: {model_path}")
+    meta = sidecar or read_sidecar(model_path, "export the model with bin/export.py, which "
+                                               "writes it")
+    name = meta.extra.get("runtime")
+    if name is None:
+        name = next((r for r, cls in RUNTIMES.items() if model_path.endswith(cls.suffix)), None)
+    if name not in RUNTIMES:
+        raise ValueError(f"{model_path}: no runtime for it (sidecar runtime {name!r}; "
+                         f"kreid_edge runs {', '.join(RUNTIMES)})")
+    return RUNTIMES[name](model_path, num_threads, meta)

@@ -18,9 +18,10 @@ import time
 import numpy as np
 
 from kreid.evaluation import reports
-from kreid.evaluation.embed import KerasEmbedder, embed_records, keras_sidecar
+from kreid.evaluation.embed import KerasEmbedder, embed_records
 from kreid.evaluation.runner import score
-from kreid.export import convert, ranges
+from kreid.export import formats as formats_
+from kreid.export import ranges
 from kreid_edge.files import write_text
 
 
@@ -84,67 +85,66 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
                        latency_runs: int = 30, debug: bool = True,
                        preprocessing: str | None = None, supply: str = "",
                        int8_ranges: str = ranges.DEFAULT) -> dict:
-    """Export ``keras_path`` to ``formats`` and score every variant; writes
-    ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the table.
+    """Export ``keras_path`` to ``formats`` and score every variant a kreid_edge runtime
+    runs; writes ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the
+    table.
 
     The model's sidecar gives its preprocessing; ``preprocessing`` overrides it
     or stands in for a missing one (``supply`` names the flag, for the error).
+    Calibration images come from ``calibration_records`` (default: the
+    dataset's training split).
     """
-    from kreid.models import load_model
-
-    sidecar = keras_sidecar(keras_path, preprocessing, supply)
-    model = load_model(keras_path)
-    float_emb = KerasEmbedder(model, sidecar.preprocessing, keras_path)
-    spec = convert.ExportSpec(tuple(model.input_shape[1:3]), sidecar.preprocessing,
-                              sidecar.model, float_emb.fingerprint)
-    formats = list(formats or convert.FORMATS)
     records = calibration_records if calibration_records is not None else dataset.train
-    calibration = convert.calibration_images(records, spec, min(num_calibration, len(records)))
-    paths = convert.export_all(model, out_dir, spec, formats, calibration, io_type,
-                               int8_ranges)
-
-    fq = embed_records(float_emb, dataset.query, tta, progress=False)
-    fg = embed_records(float_emb, dataset.gallery, tta, progress=False)
-    ref, _ = score(fq, fg, protocol=protocol)
-    rows = [{"format": "keras_float32", "size_mb": _size(keras_path) / 2 ** 20,
-             "mAP": ref["mAP"], "rank1": float(ref["cmc"][0]), "delta_mAP": 0.0,
-             "cosine": 1.0, "latency_ms_1t": None,
-             "latency_ms_2t": 1000 * keras_latency(model, spec.input_size, latency_runs)}]
-    from kreid_edge import load_embedder
-
-    for fmt, path in paths.items():
-        if fmt == "saved_model":
-            continue
-        emb = load_embedder(path, num_threads=2)
-        q = embed_records(emb, dataset.query, tta, progress=False)
-        g = embed_records(emb, dataset.gallery, tta, progress=False)
-        res, _ = score(q, g, protocol=protocol)
-        both = np.concatenate([q.embeddings, g.embeddings])
+    with formats_.ExportJob.from_keras_file(keras_path, formats, records, num_calibration,
+                                            io_type, int8_ranges, preprocessing,
+                                            supply) as job:
+        paths = formats_.write_formats(job, out_dir, formats)
+        float_emb = KerasEmbedder(job.model, job.spec.preprocessing, keras_path)
+        fq = embed_records(float_emb, dataset.query, tta, progress=False)
+        fg = embed_records(float_emb, dataset.gallery, tta, progress=False)
+        ref, _ = score(fq, fg, protocol=protocol)
+        rows = [{"format": "keras_float32", "size_mb": _size(keras_path) / 2 ** 20,
+                 "mAP": ref["mAP"], "rank1": float(ref["cmc"][0]), "delta_mAP": 0.0,
+                 "cosine": 1.0, "latency_ms_1t": None,
+                 "latency_ms_2t": 1000 * keras_latency(job.model, job.spec.input_size,
+                                                       latency_runs)}]
         ref_both = np.concatenate([fq.embeddings, fg.embeddings])
-        cos = cosine_to_reference(both, ref_both)
-        row = {"format": fmt, "size_mb": _size(path) / 2 ** 20, "mAP": res["mAP"],
-               "rank1": float(res["cmc"][0]), "delta_mAP": 100 * (res["mAP"] - ref["mAP"]),
-               "cosine": float(cos.mean()),
-               "max_abs_diff": float(np.abs(both - ref_both).max()),
-               "latency_ms_1t": 1000 * load_embedder(path, 1).latency(latency_runs),
-               "latency_ms_2t": 1000 * emb.latency(latency_runs)}
-        if debug and row["delta_mAP"] < -threshold and fmt in ("tflite_int8",
-                                                                "tflite_dynamic_int8"):
-            row["worst_layers"] = worst_layers(paths.get("saved_model") or _sm(out_dir, spec,
-                                                                                 model),
-                                               calibration)
-        rows.append(row)
+        for fmt, path in paths.items():
+            record = formats_.FORMATS[fmt]
+            if record.runtime is None:              # a SavedModel: nothing to score
+                continue
+            row = score_file(path, dataset, tta, protocol, ref, ref_both, latency_runs)
+            row["format"] = fmt
+            if debug and record.layer_report and row["delta_mAP"] < -threshold:
+                row["worst_layers"] = worst_layers(job.saved_model_dir(), job.calibration)
+            rows.append(row)
+        num_calibration = 0 if job.calibration is None else len(job.calibration)
     table = {"model": keras_path, "protocol": protocol, "tta": tta, "threshold": threshold,
              "num_query": len(dataset.query), "num_gallery": len(dataset.gallery),
-             "num_calibration": len(calibration), "int8_ranges": int8_ranges, "rows": rows}
+             "num_calibration": num_calibration, "int8_ranges": int8_ranges, "rows": rows}
     reports.write_json(table, os.path.join(out_dir, "quantized_accuracy.json"))
     write_text(os.path.join(out_dir, "quantized_accuracy.md"), markdown_table(table) + "\n")
     return table
 
 
-def _sm(out_dir, spec, model):
-    return convert.saved_model(model, os.path.join(out_dir, spec.model_name + ".savedmodel"),
-                               spec)
+def score_file(path: str, dataset, tta: str, protocol: str, ref: dict,
+               ref_both: np.ndarray, latency_runs: int = 30) -> dict:
+    """One exported file's row: size, mAP and rank-1 on the dataset's query/gallery, the
+    difference to the float model's ``ref`` and the cosine to its embeddings
+    ``ref_both`` (query then gallery), and the latency per image with 1 and 2 threads."""
+    from kreid_edge import load_embedder
+
+    emb = load_embedder(path, num_threads=2)
+    q = embed_records(emb, dataset.query, tta, progress=False)
+    g = embed_records(emb, dataset.gallery, tta, progress=False)
+    res, _ = score(q, g, protocol=protocol)
+    both = np.concatenate([q.embeddings, g.embeddings])
+    return {"size_mb": _size(path) / 2 ** 20, "mAP": res["mAP"],
+            "rank1": float(res["cmc"][0]), "delta_mAP": 100 * (res["mAP"] - ref["mAP"]),
+            "cosine": float(cosine_to_reference(both, ref_both).mean()),
+            "max_abs_diff": float(np.abs(both - ref_both).max()),
+            "latency_ms_1t": 1000 * load_embedder(path, 1).latency(latency_runs),
+            "latency_ms_2t": 1000 * emb.latency(latency_runs)}
 
 
 def markdown_table(table: dict) -> str:

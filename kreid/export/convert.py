@@ -1,11 +1,14 @@
 """Converters: the embedding model to SavedModel, TFLite (float32, float16, dynamic-range
 int8, full-integer int8) and ONNX (float32, static int8 QDQ per-channel).
 
-Every output is written to a temporary name and renamed (no half-written
-model files) and gets a sidecar ``<file>.json`` (:mod:`kreid_edge.sidecar`)
-with the input size and the preprocessing, which the runtimes in
-``kreid_edge`` read. An existing output file without a kreid sidecar was not
-written by kreid and is never replaced.
+The formats themselves (name, suffix, which converter, which runtime, what
+the sidecar records) are records of :mod:`kreid.export.formats`, which writes
+them; this module holds the conversions they call. Every output is written
+to a temporary name and renamed (no half-written model files) and gets a
+sidecar ``<file>.json`` (:mod:`kreid_edge.sidecar`) with the input size and
+the preprocessing, which the runtimes in ``kreid_edge`` read. An existing
+output file without a kreid sidecar was not written by kreid and is never
+replaced.
 
 Full-integer formats are calibrated on a representative set of training
 images with test-time preprocessing (:func:`calibration_images`).
@@ -19,7 +22,6 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Sequence
 
 import numpy as np
 
@@ -28,11 +30,6 @@ from kreid_edge.files import atomic_write, write_bytes
 from kreid_edge.sidecar import Sidecar, sidecar_path
 from kreid_edge.sidecar import write_sidecar as _write_sidecar
 
-FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic_int8",
-           "tflite_int8", "onnx_float32", "onnx_int8")
-SUFFIX = {"tflite_float32": ".float32.tflite", "tflite_float16": ".float16.tflite",
-          "tflite_dynamic_int8": ".dynamic_int8.tflite", "tflite_int8": ".int8.tflite",
-          "onnx_float32": ".float32.onnx", "onnx_int8": ".int8.onnx", "saved_model": ".savedmodel"}
 MIN_CALIBRATION = 8
 FIDELITY_WARNING = 0.5     # below it, an int8 file has lost what tells the images apart
 log = logging.getLogger(__name__)
@@ -88,7 +85,7 @@ def check_calibration(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
     return images.astype(np.float32)
 
 
-def int8_fidelity(path: str, model, images: np.ndarray) -> float:
+def int8_fidelity(path: str, model, images: np.ndarray, runtime: str | None = None) -> float:
     """How much of the float model the exported file keeps on ``images``: the median over
     the images of 1 - |q_i - f_i|^2 / |f_i - c|^2, with f_i and q_i the float model's and the
     file's embeddings of image i and c the per-dimension median of the f_i. 1 is exact; 0
@@ -102,11 +99,15 @@ def int8_fidelity(path: str, model, images: np.ndarray) -> float:
     (0.95 / 0.95 for a MobileNetV2, 0.995 / 0.995 for the demo's LuNet). The exporter
     scores 32 of the calibration images, spread over the set: in-sample for the ranges, a
     check for collapse, not an accuracy figure; a file that fails on fewer than half of
-    them passes it (the comparison table scores every image)."""
+    them passes it (the comparison table scores every image). ``runtime``: the
+    kreid_edge runtime that runs the file, for a file whose sidecar is not yet
+    written (the fidelity goes into it)."""
     from kreid_edge import load_embedder
 
     reference = np.asarray(model(images, training=False), np.float64)
-    quantized = np.asarray(load_embedder(path)(images), np.float64)
+    h, w = (int(v) for v in images.shape[1:3])
+    sidecar = Sidecar((h, w), "none", extra={"runtime": runtime}) if runtime else None
+    quantized = np.asarray(load_embedder(path, sidecar=sidecar)(images), np.float64)
     typical = np.median(reference, axis=0)
     spread = np.sum((reference - typical) ** 2, axis=1)
     kept = 1.0 - np.sum((quantized - reference) ** 2, axis=1) / np.maximum(spread, 1e-12)
@@ -176,13 +177,20 @@ def _converter(saved_model_dir: str, mode: str, calibration: np.ndarray | None,
     return converter
 
 
+IO_TYPES = ("int8", "uint8", "float32")
+
+
+def io_dtype_name(io_type: str) -> str:
+    """``io_type`` if a full-integer TFLite file can take it, an error naming them otherwise."""
+    if io_type not in IO_TYPES:
+        raise ValueError(f"io_type must be int8, uint8 or float32, got {io_type!r}")
+    return io_type
+
+
 def _io_dtype(io_type: str):
     import tensorflow as tf
 
-    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
-    if io_type not in types:
-        raise ValueError(f"io_type must be int8, uint8 or float32, got {io_type!r}")
-    return types[io_type]
+    return getattr(tf, io_dtype_name(io_type))
 
 
 def calibrated_tflite(saved_model_dir: str, calibration: np.ndarray,
@@ -277,96 +285,3 @@ def quiet_converters() -> None:
 
     for name in ("tensorflow", "tf2onnx", "onnxruntime", "absl", "root"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | None = None,
-               calibration: np.ndarray | None = None, io_type: str = "int8",
-               int8_ranges: str = ranges.DEFAULT) -> dict[str, str]:
-    """Write every requested format into ``out_dir``; returns {format: path}.
-    ``int8_ranges``: the activation ranges of ``tflite_int8`` (:mod:`kreid.export.ranges`)."""
-    ranges.check(int8_ranges)       # before anything is written
-    quiet_converters()
-    formats = list(formats or FORMATS)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"unknown formats {unknown}; choose from {FORMATS}")
-    needs_cal = {"tflite_int8", "onnx_int8"} & set(formats)
-    if needs_cal:
-        if calibration is None:
-            raise ValueError(f"{sorted(needs_cal)} need calibration images")
-        calibration = check_calibration(calibration, spec)
-    h, w = spec.input_size
-    if tuple(model.input_shape[1:3]) != (h, w):
-        raise ValueError(f"model input {model.input_shape} does not match input_size {(h, w)}")
-    os.makedirs(out_dir, exist_ok=True)
-    base = os.path.join(out_dir, spec.model_name)
-    for fmt in formats:
-        check_replaceable(base + SUFFIX[fmt])
-    out = {}
-    work = None
-    if "saved_model" in formats:
-        sm_dir = out["saved_model"] = saved_model(model, base + SUFFIX["saved_model"], spec)
-    else:       # the converters' intermediate: a temporary folder, never a user's SavedModel
-        work = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
-        sm_dir = saved_model(model, os.path.join(work, "model.savedmodel"))
-    for fmt in formats:
-        path = base + SUFFIX.get(fmt, "")
-        clipped: dict = {}
-        if fmt.startswith("tflite_"):
-            tflite(sm_dir, path, fmt[len("tflite_"):], calibration, io_type, int8_ranges,
-                   clipped)
-        elif fmt == "onnx_float32":
-            onnx_float(model, path)
-        elif fmt == "onnx_int8":
-            fp = base + SUFFIX["onnx_float32"]
-            if "onnx_float32" not in out:       # never quantize a float file of another run
-                check_replaceable(fp)
-                onnx_float(model, fp)
-                write_sidecar(fp, spec, "onnx_float32")
-            onnx_int8(fp, path, calibration)
-        else:
-            continue
-        extra = ({"io_type": io_type, "int8_ranges": int8_ranges,
-                  **({"int8_ranges_summary": clipped} if clipped else {})}
-                 if fmt == "tflite_int8" else {})
-        write_sidecar(path, spec, fmt, extra)
-        if fmt in ("tflite_int8", "onnx_int8"):    # a collapsed file is said at once
-            spread = np.linspace(0, len(calibration) - 1, min(32, len(calibration)))
-            fidelity = int8_fidelity(path, model, calibration[spread.astype(int)])
-            write_sidecar(path, spec, fmt, {**extra, "calibration_fidelity": round(fidelity, 4)})
-            if not fidelity >= FIDELITY_WARNING:     # NaN too (a non-finite float output)
-                log.warning("%s: its embeddings of %d calibration images keep a fidelity of "
-                            "%.2f to the float model's (median per image; 1 is exact, 0 a "
-                            "constant embedding): this int8 file has lost the model; score it "
-                            "(bin/export.py compares every format)%s", path,
-                            min(32, len(calibration)), fidelity,
-                            "" if fmt != "tflite_int8" or int8_ranges == "image_mse" else
-                            " or try --int8_ranges=image_mse, which gives up the few "
-                            "calibration images that run far above the rest")
-        out[fmt] = path
-    if work is not None:
-        shutil.rmtree(work, ignore_errors=True)
-    return out
-
-
-def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
-                      formats: Sequence[str] | None = None, num_calibration: int = 200,
-                      io_type: str = "int8", preprocessing: str | None = None,
-                      supply: str = "", int8_ranges: str = ranges.DEFAULT) -> dict[str, str]:
-    """Export a ``.keras`` embedding model (with its sidecar, or ``preprocessing``) to
-    ``formats``, calibrating int8 on ``calibration_records``; returns {format: path}."""
-    from kreid.evaluation.embed import keras_sidecar, weights_fingerprint
-    from kreid.models import load_model
-
-    sidecar = keras_sidecar(keras_path, preprocessing, supply)
-    model = load_model(keras_path)
-    spec = ExportSpec(tuple(int(v) for v in model.input_shape[1:3]), sidecar.preprocessing,
-                      sidecar.model, weights_fingerprint(model))
-    formats = list(formats or FORMATS)
-    calibration = None
-    if {"tflite_int8", "onnx_int8"} & set(formats):
-        if not calibration_records:
-            raise ValueError("full-integer formats need calibration_records (training images)")
-        calibration = calibration_images(calibration_records, spec,
-                                         min(num_calibration, len(calibration_records)))
-    return export_all(model, out_dir, spec, formats, calibration, io_type, int8_ranges)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from kreid.losses.triplet_family import batch_hard
-from kreid.models.angular import angular_margin_logits  # noqa: F401  (one home, re-exported)
+from kreid.ops.angular import angular_margin_logits  # noqa: F401  (one home, re-exported)
 
 def softmax_cross_entropy(logits: tf.Tensor, labels: tf.Tensor,
                           label_smoothing: float = 0.0) -> tf.Tensor:

@@ -87,6 +87,13 @@ def load_model(path: str) -> keras.Model:
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 
+def all_layers(model: keras.Model) -> list:
+    """``model`` and every layer inside it, nested sub-models and layers' own sublayers
+    included (Keras 3 has no public recursive walk: this is the one call to its private
+    one)."""
+    return list(model._flatten_layers())  # noqa: SLF001
+
+
 def freeze_backbone(model: keras.Model, frozen: bool = True) -> None:
     """Freeze (or unfreeze) the nested ``backbone`` sub-model, e.g. for MPN's stage 2."""
     model.get_layer("backbone").trainable = not frozen

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from kreid.models.angular import angular_margin_logits
+from kreid.ops.angular import angular_margin_logits
 
 
 @keras.saving.register_keras_serializable(package="kreid")

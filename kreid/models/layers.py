@@ -165,3 +165,23 @@ class Dense(layers.Dense):
         y = keras.ops.matmul(inputs, tf.cast(self.kernel, inputs.dtype))
         y = _bias_add_summed(y, tf.cast(self.bias, y.dtype))
         return y if self.activation is None else self.activation(y)
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class _Slice(layers.Layer):
+    """Channel slice [start, stop) (a named layer instead of a lambda, so models serialise):
+    the IBN split of kreid's ResNet-50 and the test-time f_id of a run whose loss
+    reserves leading dimensions (Sabri et al.'s f_attr)."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+ChannelSlice = _Slice       # public name (the registered class keeps its saved name)

@@ -36,7 +36,7 @@ from keras import layers
 
 from kreid.errors import ConfigValueError
 from kreid.models import register
-from kreid.models.layers import Conv2D, Dense
+from kreid.models.layers import Conv2D, Dense, _Slice
 
 _BN_EPS = 1.001e-5          # Keras' ResNet-50
 _TORCH_BN_EPS = 1e-5        # torchvision's
@@ -111,22 +111,6 @@ def _norm(x, name, ibn: bool, eps: float = _BN_EPS):
     return layers.Concatenate(name=f"{name}_ibn")([a, b])
 
 
-@keras.saving.register_keras_serializable(package="kreid")
-class _Slice(layers.Layer):
-    """Channel slice [start, stop) (a named layer instead of a lambda, so models serialise)."""
-
-    def __init__(self, start: int, stop: int, **kwargs):
-        super().__init__(**kwargs)
-        self.start, self.stop = start, stop
-
-    def call(self, x):
-        return x[..., self.start:self.stop]
-
-    def get_config(self):
-        return {**super().get_config(), "start": self.start, "stop": self.stop}
-
-
-ChannelSlice = _Slice       # public name (the registered class keeps its saved name)
 
 
 def _se(x, name, reduction=16):

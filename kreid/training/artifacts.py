@@ -15,8 +15,6 @@ import os
 from kreid_edge.files import atomic_write
 from kreid_edge.sidecar import Sidecar, write_sidecar
 
-CLASSIFIER_HEADS = ("am_softmax", "bnneck_ce")
-
 
 def save_keras(model, path: str) -> str:
     with atomic_write(path, mode=None, suffix=".keras") as tmp:
@@ -24,24 +22,26 @@ def save_keras(model, path: str) -> str:
     return path
 
 
-def save_trained_model(model, heads: dict, workdir: str, config, image_size, preprocessing: str,
-                       step: int, trained_precision: str = "float32") -> str:
-    """Write ``embedding.keras`` (+ sidecar) and ``final.keras``; returns the first's path."""
+def save_trained_model(model, heads: dict, workdir: str, model_name: str, dataset_name: str,
+                       image_size, preprocessing: str, step: int,
+                       trained_precision: str = "float32") -> str:
+    """Write ``embedding.keras`` (+ sidecar) and ``final.keras`` with ``heads`` (name ->
+    layer on the embedding: the terms' exported heads) as extra outputs; returns the
+    first's path."""
     import keras
 
     from kreid.evaluation.embed import weights_fingerprint
 
     path = save_keras(model, os.path.join(workdir, "embedding.keras"))
-    write_sidecar(path, Sidecar(tuple(image_size), preprocessing, config.model.name, "keras",
+    write_sidecar(path, Sidecar(tuple(image_size), preprocessing, model_name, "keras",
                                 int(model.output.shape[-1]),
-                                {"dataset": config.dataset.name, "step": step,
+                                {"dataset": dataset_name, "step": step,
                                  "fingerprint": weights_fingerprint(model),
                                  "trained_precision": trained_precision}))
     images = keras.Input((*image_size, 3), name="images")
     emb = model(images)
     outputs = {"embeddings": emb}
-    for name in CLASSIFIER_HEADS:
-        if name in heads:
-            outputs[name] = heads[name](emb)
+    for name in sorted(heads):
+        outputs[name] = heads[name](emb)
     save_keras(keras.Model(images, outputs, name="final"), os.path.join(workdir, "final.keras"))
     return path

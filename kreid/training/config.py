@@ -1,12 +1,17 @@
 """The base experiment config: every key the trainer reads, with its default.
 
-Experiment files in ``configs/`` start from :func:`base_config` and change what
-their paper table needs; any key can be overridden on the command line
-(``--config.batch.p=18``).
+This is the one place of every default. Experiment files in ``configs/``
+start from :func:`base_config` and change what their paper table needs; any
+key can be overridden on the command line (``--config.batch.p=18``).
+:func:`kreid.training.plan.resolve` reads a config over this one into the
+typed run plan that the rest of kreid reads.
 """
+
+import dataclasses
 
 import ml_collections
 
+from kreid.training.schedules import ScheduleConfig
 from kreid.errors import ConfigError  # noqa: F401  (raised here; defined with the others)
 
 
@@ -30,10 +35,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer = dict(name="adam", weight_decay=0.0, momentum=0.9, nesterov=False)
     # kind: constant | exponential | warmup_step | step; unit: step | epoch
     # warmup_steps: linear warm-up from warmup_from (exponential and warmup_step kinds)
-    c.schedule = dict(kind="exponential", base_lr=1e-3, t0=15000, t1=25000, unit="step",
-                      warmup_steps=0, warmup_from=1e-5)
+    # Eq. (9) of Hermans et al.; the other kinds' keys (milestones, gamma, every,
+    # beta1_switch) keep kreid.training.schedules.ScheduleConfig's defaults, their one home;
+    # a stage's own schedule overrides any key
+    c.schedule = dict(dataclasses.asdict(ScheduleConfig()), kind="exponential", base_lr=1e-3,
+                      t0=15000, t1=25000, unit="step", warmup_steps=0, warmup_from=1e-5)
     c.total_steps = 25000
-    # multi-stage runs: [{steps, losses, freeze_backbone, freeze_model, schedule}]
+    c.epochs = 0                       # with total_steps 0: the run's length in epochs
+    # multi-stage runs: a list of dicts with the keys of stage_defaults() below
     c.stages = []
     c.stage_unit = "step"              # unit of the stages' "steps": step | epoch
     c.checkpoint_every = 1000
@@ -51,6 +60,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.final_eval = dict(enabled=True, tta="none", protocol="market", metric="euclidean",
                         rerank=False)
     return c
+
+
+def stage_defaults() -> dict:
+    """The keys of one entry of ``config.stages`` and their defaults: ``steps`` (in
+    ``config.stage_unit``), ``losses`` (empty: ``config.losses``), ``freeze_backbone``,
+    ``freeze_model`` (Zhang et al.'s stage 2: every model weight, batch-norm statistics
+    included) and ``schedule`` (keys overriding ``config.schedule``)."""
+    return dict(steps=0, losses={}, freeze_backbone=False, freeze_model=False, schedule={})
 
 
 def load_config_file(path: str, *args,

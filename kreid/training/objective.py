@@ -26,53 +26,69 @@ divided by the number of replicas, whose gradients are then summed.
 
 from __future__ import annotations
 
-from typing import Callable
+import copy
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
 from kreid.errors import ConfigValueError
-from kreid.training.terms import Inputs, parse_losses
+from kreid.training.terms import Inputs, Term, parse_losses
 
 
 class Objective:
     """The configured terms with their heads; ``shared_heads`` (name -> layer) lets the
     stages of a multi-stage run train the same heads.
 
-    With the ``attributes`` term the feature is divided as Sabri et al. (Sec. 4.1,
-    Eq. 7) divide it: "f_theta_a has size M x Q ... The rest of the embedding
-    features, f_theta_id, is the input to the identity classifier and triplet
-    loss". kreid takes f_attr = the first M*Q dimensions (the paper does not say
-    which) and f_id = the rest: every other term sees only f_id, the attribute
-    heads only f_attr, and the test-time embedding is f_id (``attr_dim``).
+    ``terms``: the stage's terms (:class:`kreid.training.plan.StagePlan.terms`; each
+    is copied, so a plan can build more than one objective) or a losses dict
+    (``{"batch_hard": {"weight": 1.0}}``), parsed here.
+
+    A term may reserve leading dimensions of the feature for itself
+    (:meth:`~kreid.training.terms.Term.reserved_dims`); Sabri et al.'s attribute
+    heads do (Sec. 4.1, Eq. 7): "f_theta_a has size M x Q ... The rest of the
+    embedding features, f_theta_id, is the input to the identity classifier and
+    triplet loss". kreid takes f_attr = the first M*Q dimensions (the paper does
+    not say which) and f_id = the rest: every other term sees only f_id, the
+    reserving term only its slice, and the test-time embedding is f_id
+    (``reserved_dim``).
     """
 
-    def __init__(self, losses: dict, num_classes: int, embedding_dim: int,
+    def __init__(self, terms: Sequence[Term] | dict, num_classes: int, embedding_dim: int,
                  num_attributes: int = 0, shared_heads: dict | None = None):
-        self.terms = parse_losses(losses)
-        attr = next((t for t in self.terms if t.name == "attributes"), None)
-        self.attr_dim = attr.attribute_dim(num_attributes) if attr is not None else 0
-        self.embedding_dim = embedding_dim - self.attr_dim        # f_id
+        self.terms = parse_losses(terms) if hasattr(terms, "items") else \
+            [copy.copy(t) for t in terms]
+        reserving = [t for t in self.terms if t.reserved_dims(num_attributes)]
+        if len(reserving) > 1:
+            raise ConfigValueError(f"config.losses: {reserving[0].name} and "
+                                   f"{reserving[1].name} both reserve leading feature "
+                                   "dimensions; one term at most can")
+        self.reserver = reserving[0] if reserving else None
+        self.reserved_dim = self.reserver.reserved_dims(num_attributes) if reserving else 0
+        self.embedding_dim = embedding_dim - self.reserved_dim        # f_id
         if self.embedding_dim <= 0:
-            raise ConfigValueError(f"config.losses.attributes: {num_attributes} attributes x "
-                                   f"slice_dim {attr.o['slice_dim']} = {self.attr_dim} dims "
-                                   f"leave no identity feature of a {embedding_dim}-d "
+            raise ConfigValueError(f"config.losses.{self.reserver.name}: it reserves "
+                                   f"{self.reserved_dim} dims ({num_attributes} attributes), "
+                                   f"which leave no identity feature of a {embedding_dim}-d "
                                    "embedding")
         self.heads: dict[str, tf.keras.layers.Layer] = {}
         for t in self.terms:
             shared = (shared_heads or {}).get(t.name)
-            dim = self.attr_dim if t is attr else self.embedding_dim
-            t.head = shared or t.make_head(num_classes, dim, num_attributes)
+            t.head = shared or t.make_head(num_classes, self.feature_dim(t), num_attributes)
             if t.head is not None:
                 self.heads[t.name] = t.head
 
+    def feature_dim(self, term: Term) -> int:
+        """The width of the feature ``term`` reads: its reserved slice, or f_id."""
+        return self.reserved_dim if term is self.reserver else self.embedding_dim
+
     def build(self) -> None:
         for t in self.terms:
-            t.build_head(self.attr_dim if t.name == "attributes" else self.embedding_dim)
+            t.build_head(self.feature_dim(t))
 
     @property
-    def samplers(self) -> set[str]:
-        """The special batch samplers the terms need (``random_triplets``, ``ohm``, ``rptm``)."""
-        return {t.sampler for t in self.terms if t.sampler}
+    def exported_heads(self) -> dict:
+        """The heads ``final.keras`` keeps as outputs (the terms' ``exports_head``)."""
+        return {t.name: t.head for t in self.terms if t.exports_head and t.head is not None}
 
     @property
     def trainable_variables(self) -> list:
@@ -82,9 +98,9 @@ class Objective:
                  num_replicas: int, seed: tf.Tensor, training: bool = True):
         """Returns (loss for this replica, {term name: global term value})."""
         labels = tf.cast(batch["labels"], tf.int32)
-        f_attr, f_id = emb[:, :self.attr_dim], emb[:, self.attr_dim:]
+        reserved, f_id = emb[:, :self.reserved_dim], emb[:, self.reserved_dim:]
         x = Inputs(f_id, labels, gather(f_id), gather(labels), batch, gather, seed, training,
-                   f_attr if self.attr_dim else None)
+                   reserved if self.reserved_dim else None)
         values = {t.name: t(x) for t in self.terms}
         total = tf.add_n([t.weight * values[t.name] for t in self.terms])
         return total / float(num_replicas), values

@@ -102,6 +102,7 @@ def check_biases(model) -> list[str]:
 
     if tf.config.list_logical_devices("GPU"):
         return []
+    from kreid.models import all_layers
     from kreid.models.layers import Conv2D, Dense
 
     kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
@@ -109,7 +110,7 @@ def check_biases(model) -> list[str]:
              keras.layers.SeparableConv2D, keras.layers.Dense)
     reads: dict[int, list[bool]] = {}
     _training_norm_reads(model, False, reads)
-    names = [layer.name for layer in model._flatten_layers()
+    names = [layer.name for layer in all_layers(model)
              if isinstance(layer, kinds) and not isinstance(layer, (Conv2D, Dense))
              and getattr(layer, "use_bias", False) and layer.compute_dtype == "bfloat16"
              and not (getattr(layer, "data_format", "channels_last") == "channels_last"
@@ -171,7 +172,9 @@ def float32_copy(model):
     so no pretrained file is read again)."""
     import keras
 
-    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):
+    from kreid.models import all_layers
+
+    if all(layer.compute_dtype == "float32" for layer in all_layers(model)):
         return model
 
     def as_float32(layer):

@@ -1,50 +1,63 @@
-"""The batch sampler a run needs, decided once from the config and its loss terms.
+"""The batch sampler of a run, by the name the run plan gives (``plan.sampler``).
 
-PK batches by default; the vanilla triplet baseline (``triplet`` with
-``mining: random``: random triplets of the whole training set), offline hard
-mining (``mining: ohm``) and RPTM (``rptm``) bring their own samplers. Every sampler follows
+PK batches (``pk``) by default; a loss term that needs other batches says so
+(:attr:`kreid.training.terms.Term.sampler`) and :func:`kreid.training.plan.resolve`
+puts that name in the plan: ``random_triplets`` (random triplets of the whole
+training set, the vanilla triplet baseline), ``ohm`` (offline hard mining) or
+``rptm`` (relation-preserving positives). Every sampler follows
 :class:`kreid.data.sampler.BatchSampler`, so the pipeline and the trainer
 treat them alike, and the batch size is the sampler's (3 x the number of
-mined triplets for OHM).
+triplets for the triplet samplers). A new sampler is one function here and
+one line of :data:`SAMPLERS`.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from kreid.data.records import Record
 from kreid.data.sampler import BatchSampler, PKSampler
 
 
-def make_sampler(kinds: set[str], config, records: list[Record], workdir: str) -> BatchSampler:
-    """The sampler for ``kinds`` (what the terms of all stages need: {}, {"ohm"}, {"rptm"})."""
-    if len(kinds) > 1:
-        raise ValueError(f"config.losses: the terms need different batch samplers "
-                         f"{sorted(kinds)}; one run uses one sampler")
-    c = config
-    labels = [r.label for r in records]
-    p, k, seed = int(c.batch.p), int(c.batch.k), int(c.seed)
-    if "random_triplets" in kinds:
-        from kreid.mining.triplets import RandomTripletSampler
+def _pk(plan, records: list[Record], workdir: str) -> BatchSampler:
+    b = plan.batch
+    return PKSampler([r.label for r in records], b.p, b.k, seed=plan.seed, short=b.short,
+                     camids=[r.camid for r in records] if b.camera_balanced else None)
 
-        return RandomTripletSampler(labels, (p * k) // 3, seed=seed)
-    if "ohm" in kinds:
-        from kreid.mining.triplets import OHMSampler
 
-        return OHMSampler(labels, (p * k) // 3, identities=int(c.ohm.identities),
-                          every=int(c.ohm.get("every", 500)), seed=seed)
-    if "rptm" in kinds:
-        from kreid.mining import rptm
+def _random_triplets(plan, records: list[Record], workdir: str) -> BatchSampler:
+    from kreid.mining.triplets import RandomTripletSampler
 
-        o = dict(c.get("rptm", {}))
-        gms = rptm.GMSConfig(with_rotation=bool(o.get("with_rotation", True)))
-        matrix = rptm.build_relational_matrix(
-            [r.path for r in records], labels,
-            o.get("cache_dir") or os.path.join(workdir, "rptm_cache"),
-            workers=int(o.get("workers", os.cpu_count() or 1)), config=gms)
-        return rptm.RPTMSampler(matrix, p, k, mode=o.get("mode", "mean"),
-                                tau=float(o.get("tau", 10.0)), seed=seed,
-                                side=o.get("side", "above"))
-    return PKSampler(labels, p, k, seed=seed, short=c.batch.get("short", "replicate"),
-                     camids=[r.camid for r in records] if c.batch.get("camera_balanced")
-                     else None)
+    return RandomTripletSampler([r.label for r in records], (plan.batch.p * plan.batch.k) // 3,
+                                seed=plan.seed)
+
+
+def _ohm(plan, records: list[Record], workdir: str) -> BatchSampler:
+    from kreid.mining.triplets import OHMSampler
+
+    return OHMSampler([r.label for r in records], (plan.batch.p * plan.batch.k) // 3,
+                      identities=plan.ohm.identities, every=plan.ohm.every, seed=plan.seed)
+
+
+def _rptm(plan, records: list[Record], workdir: str) -> BatchSampler:
+    from kreid.mining import rptm
+
+    o = plan.rptm
+    matrix = rptm.build_relational_matrix(
+        [r.path for r in records], [r.label for r in records],
+        o.cache_dir or os.path.join(workdir, "rptm_cache"), workers=o.workers,
+        config=rptm.GMSConfig(with_rotation=o.with_rotation))
+    return rptm.RPTMSampler(matrix, plan.batch.p, plan.batch.k, mode=o.mode, tau=o.tau,
+                            seed=plan.seed, side=o.side)
+
+
+SAMPLERS: dict[str, Callable[..., BatchSampler]] = {
+    "pk": _pk, "random_triplets": _random_triplets, "ohm": _ohm, "rptm": _rptm}
+
+
+def make_sampler(plan, records: list[Record], workdir: str) -> BatchSampler:
+    """The sampler ``plan.sampler`` names, over the training ``records``."""
+    if plan.sampler not in SAMPLERS:
+        raise ValueError(f"unknown batch sampler {plan.sampler!r}; known: {', '.join(SAMPLERS)}")
+    return SAMPLERS[plan.sampler](plan, records, workdir)

@@ -104,45 +104,21 @@ def sample(config: ScheduleConfig, steps: Sequence[int]) -> np.ndarray:
     return np.array([float(learning_rate(config, s)) for s in steps])
 
 
-# ---------------------------------------------- from the config: stages, schedule, optimizer
-def stages(config, steps_per_epoch: int = 1) -> list[dict]:
-    """The run's stages with their lengths in steps (``stage_unit`` epoch: given in epochs)."""
-    if config.get("stages"):
-        scale = steps_per_epoch if config.get("stage_unit", "step") == "epoch" else 1
-        return [{**dict(s), "steps": int(s["steps"]) * scale} for s in config.stages]
-    steps = int(config.total_steps)
-    if not steps and config.get("epochs"):
-        steps = int(config.epochs) * steps_per_epoch
-    if steps <= 0:
-        raise ValueError("set config.total_steps (or config.epochs) to a positive number")
-    return [{"steps": steps}]
+# ---------------------------------------------------------------------- the optimizer
+OPTIMIZERS = ("adam", "sgd")
 
 
-def make_optimizer(config, schedule: ScheduleConfig):
-    import keras
-
-    name = config.optimizer.get("name", "adam")
+def make_optimizer(optimizer, schedule: ScheduleConfig):
+    """The Keras optimizer of a :class:`kreid.training.plan.OptimizerPlan` on ``schedule``."""
     lr = Schedule(**dataclasses.asdict(schedule))
-    if name == "adam":
+    decay = optimizer.weight_decay or None
+    if optimizer.name == "adam":
         return keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                                     weight_decay=config.optimizer.get("weight_decay") or None,
+                                     weight_decay=decay,
                                      name="optimizer")     # fixed: checkpoint keys are paths
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr,
-                                    momentum=float(config.optimizer.get("momentum", 0.9)),
-                                    nesterov=bool(config.optimizer.get("nesterov", False)),
-                                    weight_decay=config.optimizer.get("weight_decay") or None,
+    if optimizer.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=optimizer.momentum,
+                                    nesterov=optimizer.nesterov, weight_decay=decay,
                                     name="optimizer")
-    raise ValueError(f"config.optimizer.name must be 'adam' or 'sgd', got {name!r}")
-
-
-def stage_schedule(config, stage: dict, steps_per_epoch: int) -> ScheduleConfig:
-    spec = {**dict(config.schedule), **dict(stage.get("schedule", {}))}
-    unit = spec.pop("unit", "step")
-    scale = steps_per_epoch if unit == "epoch" else 1
-    for key in ("t0", "t1", "warmup_steps", "every"):
-        if key in spec:
-            spec[key] = int(spec[key] * scale)
-    if "milestones" in spec:
-        spec["milestones"] = [int(m * scale) for m in spec["milestones"]]
-    return ScheduleConfig(**spec)
+    raise ValueError(f"config.optimizer.name must be one of {OPTIMIZERS}, "
+                     f"got {optimizer.name!r}")

@@ -9,10 +9,20 @@ A config names its loss as a weighted sum of terms, e.g. (Sabri et al. Eq. 7)::
 Adding a loss is one class here (plus its test): subclass :class:`Term`, give
 it a ``name``, its ``options`` (name -> :class:`Option` with type and
 default; an unknown option or a wrong type fails at config time, naming the
-term, the option and the valid ones), optionally ``make_head`` (a Keras layer
-with trainable weights, built on the embedding) and ``sampler`` (the batch
-sampler it needs: ``random_triplets``, ``ohm`` or ``rptm``), and ``__call__(inputs)`` returning
-the term's scalar value.
+term, the option and the valid ones) and ``__call__(inputs)`` returning the
+term's scalar value. What a term needs from the rest of kreid is said here,
+by the term, and nothing else names it:
+
+- ``make_head``: a Keras layer with trainable weights, built on the feature
+  the term reads; ``exports_head``: the head is kept as an output of
+  ``final.keras`` (a classifier a user may want);
+- ``sampler``: the batch sampler it needs instead of PK batches
+  (``random_triplets``, ``ohm`` or ``rptm``, :mod:`kreid.training.samplers`);
+- ``reserved_dims``: leading feature dimensions the term takes for itself
+  (Sabri et al.'s f_attr); every other term then reads the rest, and the
+  test-time embedding is the rest;
+- ``check_plan``: a check against the resolved run plan (e.g. an N-tuplet
+  needs N identities per batch), run before any file is written.
 
 One module on purpose (over the house's ~400 lines): it *is* the registry, every
 term and the two layers that only terms use, readable in one place.
@@ -105,7 +115,7 @@ class Inputs:
     gather: Callable[[tf.Tensor], tf.Tensor]
     seed: tf.Tensor                # [2] stateless seed of this step
     training: bool = True
-    attr_emb: tf.Tensor | None = None   # f_attr [b, M*Q] when attribute heads are on
+    reserved_emb: tf.Tensor | None = None   # the leading dims a term reserves (f_attr [b, M*Q])
 
 class Term:
     """One weighted loss term; subclasses set ``name`` and ``options`` and implement
@@ -114,6 +124,7 @@ class Term:
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     coupled: ClassVar[bool] = True
+    exports_head: ClassVar[bool] = False       # final.keras keeps the head as an output
 
     def __init__(self, weight: float = 1.0, **options):
         where = f"config.losses.{self.name}"
@@ -140,6 +151,14 @@ class Term:
     def sampler(self) -> str | None:
         """The batch sampler this term needs instead of PK batches (``random_triplets``, ``ohm``, ``rptm``)."""
         return None
+
+    def reserved_dims(self, num_attributes: int) -> int:
+        """Leading feature dimensions this term reads alone (0: it reads the shared rest)."""
+        return 0
+
+    def check_plan(self, plan) -> None:
+        """Refuse a run plan (:class:`kreid.training.plan.Plan`) this term cannot train in,
+        naming the config keys; called by :func:`kreid.training.plan.resolve`."""
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         raise NotImplementedError
@@ -243,7 +262,7 @@ class Triplet(Term):
 class AMSoftmax(Term):
     """Additive angular margin softmax (Sabri et al. Eq. 2) on the embedding."""
 
-    name, coupled = "am_softmax", False
+    name, coupled, exports_head = "am_softmax", False, True
     options = {"scale": Option("float", 16.0), "margin": Option("float", 0.0)}
 
     def make_head(self, num_classes, embedding_dim, num_attributes):
@@ -262,7 +281,7 @@ class Attributes(Term):
     options = {"slice_dim": Option("int", 16), "scale": Option("float", 16.0),
                "margin": Option("float", 0.0)}
 
-    def attribute_dim(self, num_attributes: int) -> int:
+    def reserved_dims(self, num_attributes: int) -> int:
         """M x Q: the leading dimensions of the feature that form f_attr (Sabri et al. 4.1)."""
         return num_attributes * self.o["slice_dim"]
 
@@ -280,14 +299,14 @@ class Attributes(Term):
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         attr = tf.cast(x.batch["attributes"], tf.int32)
-        return ms.attribute_loss(self.head(x.attr_emb, attr), attr)
+        return ms.attribute_loss(self.head(x.reserved_emb, attr), attr)
 
 
 @register
 class BNNeckCE(Term):
     """Cross-entropy on a BN-neck classifier (Luo et al.; the unified view's classification)."""
 
-    name, coupled = "bnneck_ce", False
+    name, coupled, exports_head = "bnneck_ce", False, True
     options = {"label_smoothing": Option("float", 0.1),
                "bn": Option("bool", True, doc="the head's own BN-neck (false: the model "
                                               "already ends in one)")}
@@ -355,6 +374,11 @@ class NTuplet(_TemperatureTerm):
     name = "ntuplet"
     options = {**_TemperatureTerm.options, "n": Option("int", 16),
                "num_tuplets": Option("int", 0), "similarity": SIMILARITY}
+
+    def check_plan(self, plan) -> None:
+        if self.o["n"] > plan.batch.p:
+            raise ConfigValueError(f"config.losses.ntuplet.n={self.o['n']}: an N-tuplet needs N "
+                                   f"identities in the batch, config.batch.p is {plan.batch.p}")
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         tuplets = in_batch_tuplets(x.global_labels, self.o["n"], self.o["num_tuplets"], x.seed)

@@ -1,9 +1,11 @@
-"""The training loop: config -> data, sampler, model, objective, optimizer -> a resumable run.
+"""The training loop: run plan -> data, sampler, model, objective, optimizer -> a resumable run.
 
-Read top to bottom: :class:`Trainer` sets a run up once (data, the batch
-sampler and so the batch size, the model and the heads of every stage),
-then :meth:`Trainer.run` trains stage after stage and saves the model. The
-rooms around it: :mod:`~kreid.training.terms` (loss terms),
+Read top to bottom: :class:`Trainer` resolves the config into its run plan
+(:mod:`~kreid.training.plan`: every default, type and combination checked
+before a file is written), sets the run up once (data, the batch sampler and
+so the batch size, the model and the heads of every stage), then
+:meth:`Trainer.run` trains stage after stage, saves the model and returns a
+:class:`TrainResult`. The rooms around it: :mod:`~kreid.training.terms` (loss terms),
 :mod:`~kreid.training.samplers` (which batch sampler),
 :mod:`~kreid.training.writer` (TensorBoard, log.jsonl, console),
 :mod:`~kreid.training.checkpoint` and :mod:`~kreid.training.artifacts`
@@ -11,7 +13,7 @@ rooms around it: :mod:`~kreid.training.terms` (loss terms),
 
 Workdir layout::
 
-    config.json          the resolved config (+ precision_resolved: what "auto" became)
+    config.json          the merged config (+ precision_resolved: what "auto" became)
     checkpoints/         ckpt-<step>.npz, atomic, the last ``keep_checkpoints``
     tb/                  TensorBoard scalars and histograms
     log.jsonl            one line per log step (the learning curve)
@@ -32,13 +34,13 @@ import dataclasses
 import json
 import logging
 import math
+from typing import Any
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from kreid import models
-from kreid.data import augment as aug
 from kreid.data import datasets, pipeline
 from kreid.data.records import Record, attribute_columns, attribute_matrix, holdout, relabel
 from kreid.errors import ConfigError, ConfigValueError, NonFiniteError
@@ -46,8 +48,8 @@ from kreid.training import checkpoint, precision, schedules
 from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
 from kreid.training.objective import Objective
+from kreid.training.plan import resolve
 from kreid.training.samplers import make_sampler
-from kreid.training.terms import parse_losses
 from kreid.training.writer import MetricsWriter
 from kreid_edge.files import write_text
 
@@ -58,56 +60,59 @@ log = logging.getLogger(__name__)
 STREAM_STEPS = 2000
 
 
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run gives its caller (``bin/train.py``, the demo, the reproduction
+    driver): the trained model as an Embedder, the data it was trained and is scored
+    on, and the files it wrote."""
+
+    workdir: str
+    embedding_path: str          # embedding.keras (with its sidecar); "" on a non-chief
+    embedder: Any                # the trained float32 model (kreid.evaluation.embed.Embedder)
+    dataset: Any                 # the loaded dataset (test query/gallery)
+    train_records: list[Record]
+    validation: tuple | None     # held-out (query, gallery) records, when configured
+    step: int
+    precision: str               # what config.precision resolved to here
+    scalars: dict                # the last logged training scalars (+ validation)
+
+
 class Trainer:
-    """Run ``config`` in ``workdir`` (see ``configs/`` and ``bin/train.py``)."""
+    """Run ``config`` (a ConfigDict, resolved here, or a :class:`~kreid.training.plan.Plan`)
+    in ``workdir`` (see ``configs/`` and ``bin/train.py``)."""
 
     def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy | None = None,
                  resume: bool = True, progress: bool = True):
-        c = self.config = config
-        precision.check(c.get("precision", "float32"))     # a bad value fails before any work
-        self.precision = precision.resolve(c.get("precision", "float32"))
+        p = self.plan = resolve(config)          # every check before any file is written
+        precision.check(p.precision)
+        self.precision = precision.resolve(p.precision)
         self.workdir = workdir
         self.replicas = Replicas(strategy)
         self.is_chief = self.replicas.is_chief
-        os.makedirs(workdir, exist_ok=True)
         # data: training records (+ a held-out validation split), attributes, input format
-        self.dataset = datasets.load(c.dataset.name, c.dataset.root,
-                                     **dict(c.dataset.get("options", {})))
+        self.dataset = datasets.load(p.dataset.name, p.dataset.root, **dict(p.dataset.options))
         self.dataset.check_nonempty("train")
         self.train_records, self.val = self._training_records()
         self.num_classes = len({r.label for r in self.train_records})
-        self.image_size = tuple(c.image_size)
-        if c.model.name not in models.names():
-            raise ConfigValueError(f"config.model.name: unknown model {c.model.name!r}; "
-                                   f"registered: {', '.join(models.names())}")
-        self.preprocessing = c.get("preprocessing") or models.preprocessing(
-            c.model.name, c.model.get("kwargs", {}).get("weights"))
+        self.image_size = p.image_size
+        self.preprocessing = p.preprocessing or models.preprocessing(
+            p.model.name, p.model.kwargs.get("weights"))
+        os.makedirs(workdir, exist_ok=True)
         # the sampler, and so the batch size, decided once: everything below depends on it
-        stage_losses = [dict(s.get("losses") or c.losses) for s in schedules.stages(c)]
-        parsed = [t for losses in stage_losses for t in parse_losses(losses)]
-        for t in parsed:
-            if t.name == "ntuplet" and t.o["n"] > int(c.batch.p):
-                raise ConfigValueError(f"config.losses.ntuplet.n={t.o['n']}: an N-tuplet needs N "
-                                       f"identities in the batch, config.batch.p is {c.batch.p}")
-        kinds = {t.sampler for t in parsed if t.sampler}
-        self.sampler = make_sampler(kinds, c, self.train_records, workdir)
+        self.sampler = make_sampler(p, self.train_records, workdir)
         self.batch_size = int(self.sampler.batch_size)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_records) / self.batch_size))
-        self.stages = schedules.stages(c, self.steps_per_epoch)
-        for i, stage in enumerate(self.stages):   # a bad schedule fails now, not at its stage
-            try:
-                schedules.learning_rate(schedules.stage_schedule(c, stage, self.steps_per_epoch), 0)
-            except (TypeError, ValueError) as exc:
-                raise ConfigValueError(f"config.schedule (stage {i}): {exc}") from exc
-        self.bounds = [int(b) for b in np.cumsum([0] + [int(s["steps"]) for s in self.stages])]
+        self.bounds = [int(b) for b in np.cumsum(
+            [0] + [s.num_steps(self.steps_per_epoch) for s in p.stages])]
         self.total_steps = self.bounds[-1]
-        # model and the heads of every stage (stages share a head by term name); with
-        # attribute heads the embedding used at test time is f_id (Sabri et al. Eq. 7)
-        self.model, self.objectives, self.heads = self._build(stage_losses)
-        self.attr_dim = max(o.attr_dim for o in self.objectives)
+        # model and the heads of every stage (stages share a head by term name); a term
+        # that reserves leading dims (attribute heads) leaves f_id as the test-time
+        # embedding (Sabri et al. Eq. 7)
+        self.model, self.objectives, self.heads = self._build()
+        self.reserved_dim = max(o.reserved_dim for o in self.objectives)
         self.embedding_model = self._embedding_model()
         self.writer = MetricsWriter(workdir, self.is_chief, progress, self.total_steps,
-                                    int(c.get("histogram_every", 1000)))
+                                    p.histogram_every)
         self.step, self.stage = 0, 0
         self.saved_optimizer: dict = {}     # optimizer values of a resumed checkpoint
         self.checkpoint_path = ""
@@ -118,14 +123,12 @@ class Trainer:
 
     # ----------------------------------------------------------------- setup
     def _training_records(self) -> tuple[list[Record], tuple | None]:
-        c = self.config
+        v = self.plan.validation
         train, val = list(self.dataset.train), None
-        if c.validation.get("holdout_ids", 0):
-            split_seed = int(c.validation.get("split_seed", -1))
-            train, q, g = holdout(train, int(c.validation.holdout_ids),
-                                  int(c.seed) if split_seed < 0 else split_seed)
+        if v.holdout_ids:
+            train, q, g = holdout(train, v.holdout_ids, v.split_seed)
             val = (q, g)
-        if c.get("skip_corrupt", False):       # labels stay contiguous without the dropped
+        if self.plan.skip_corrupt:         # labels stay contiguous without the dropped
             train = relabel(pipeline.drop_bad_images(train)[0])
         columns = attribute_columns(attribute_matrix(train))
         if len(columns):      # keep the binary attributes only (Sabri et al.: 2-way heads)
@@ -135,30 +138,29 @@ class Trainer:
         self.num_attributes = len(columns)
         return train, val
 
-    def _build(self, stage_losses: list[dict]):
+    def _build(self):
         import keras
 
-        c = self.config
-        keras.utils.set_random_seed(int(c.seed))   # same initial weights in every run
+        p = self.plan
+        keras.utils.set_random_seed(p.seed)        # same initial weights in every run
         with self.replicas.scope():
-            kwargs = dict(c.model.get("kwargs", {}))
+            kwargs = dict(p.model.kwargs)
             with precision.policy(self.precision):    # the heads stay float32
                 try:         # the builders' own argument errors, named for the config
-                    models.check_arguments(c.model.name, kwargs)
-                    model = models.build(c.model.name, (*self.image_size, 3),
-                                         int(c.model.embedding_dim), **kwargs)
+                    model = models.build(p.model.name, (*self.image_size, 3),
+                                         p.model.embedding_dim, **kwargs)
                 except (ConfigError, ConfigValueError) as exc:
                     raise ConfigValueError(
-                        f"config.model (name={c.model.name!r}, embedding_dim="
-                        f"{c.model.embedding_dim}, kwargs={kwargs}): {exc}") from exc
+                        f"config.model (name={p.model.name!r}, embedding_dim="
+                        f"{p.model.embedding_dim}, kwargs={kwargs}): {exc}") from exc
             precision.check_biases(model)
-            if self.replicas.num > 1 and c.distribution.get("sync_bn", True):
-                for layer in model._flatten_layers():
+            if self.replicas.num > 1 and p.distribution.sync_bn:
+                for layer in models.all_layers(model):
                     if isinstance(layer, tf.keras.layers.BatchNormalization):
                         layer.synchronized = True
             objectives, heads = [], {}
-            for losses in stage_losses:
-                objective = Objective(losses, self.num_classes, int(c.model.embedding_dim),
+            for stage in p.stages:
+                objective = Objective(stage.terms, self.num_classes, p.model.embedding_dim,
                                       self.num_attributes, heads)
                 heads.update(objective.heads)
                 objectives.append(objective)
@@ -168,15 +170,15 @@ class Trainer:
         return model, objectives, heads
 
     def _embedding_model(self):
-        """The model without f_attr (the first ``attr_dim`` dims) when attributes are on."""
-        if not self.attr_dim:
+        """The model without the reserved leading dims (f_attr) when a term reserves them."""
+        if not self.reserved_dim:
             return self.model
         import keras
 
-        from kreid.models.resnet import ChannelSlice
+        from kreid.models.layers import ChannelSlice
 
         dim = int(self.model.output.shape[-1])
-        f_id = ChannelSlice(self.attr_dim, dim, name="f_id")(self.model.output)
+        f_id = ChannelSlice(self.reserved_dim, dim, name="f_id")(self.model.output)
         return keras.Model(self.model.input, f_id, name=f"{self.model.name}_f_id")
 
     def _head_variables(self) -> list:
@@ -191,7 +193,7 @@ class Trainer:
             checkpoint.save(self._ckpt_dir(), self.step,
                             {"model": self.model.weights, "heads": self._head_variables(),
                              "optimizer": optimizer.variables}, {"stage": self.stage},
-                            keep=int(self.config.get("keep_checkpoints", 3)))
+                            keep=self.plan.keep_checkpoints)
 
     def _restore(self) -> None:
         found = checkpoint.list_checkpoints(self._ckpt_dir())
@@ -227,40 +229,46 @@ class Trainer:
         if history and history[-1].get("precision") != self.precision:
             log.warning("config.precision=%r resolved to %s here, but to %s for the steps from "
                         "%s on (config.json precision_history): the steps from %d on train in %s",
-                        self.config.get("precision", "float32"), self.precision,
+                        self.plan.precision, self.precision,
                         history[-1].get("precision"), history[-1].get("from_step"), self.step,
                         self.precision)
         return history
 
     # -------------------------------------------------------------- training
-    def run(self) -> dict:
+    def run(self) -> TrainResult:
         """Train every stage to its end (from the resumed step), then save the model."""
         if self.is_chief:
-            record = json.loads(self.config.to_json_best_effort())
+            record = json.loads(json.dumps(dict(self.plan.config), default=str))
             record["precision_resolved"] = self.precision      # what "auto" became here
             history = list(self._precision_history)      # and in the earlier parts of the run
             if not history or history[-1].get("precision") != self.precision:
                 history.append({"from_step": self.step, "precision": self.precision})
             record["precision_history"] = history
             write_text(os.path.join(self.workdir, "config.json"), json.dumps(record, indent=2))
-        summary = {}
+        scalars: dict = {}
         while self.step < self.total_steps:
             self.stage = int(np.searchsorted(self.bounds, self.step, side="right") - 1)
-            summary = self._run_stage(self.stage)
+            scalars = self._run_stage(self.stage)
         self.model.trainable = True
         models.freeze_backbone(self.model, False)
         float_model = precision.float32_copy(self.model)
         if float_model is not self.model:     # saved, evaluated and exported in float32
             self.model, self._embedder = float_model, None
             self.embedding_model = self._embedding_model()
+        path = ""
         if self.is_chief:
-            save_trained_model(self.embedding_model, self.heads, self.workdir, self.config,
-                               self.image_size, self.preprocessing, self.step, self.precision)
-        return summary
+            exported = {name: head for o in self.objectives
+                        for name, head in o.exported_heads.items()}
+            path = save_trained_model(self.embedding_model, exported, self.workdir,
+                                      self.plan.model.name, self.plan.dataset.name,
+                                      self.image_size, self.preprocessing, self.step,
+                                      self.precision)
+        return TrainResult(self.workdir, path, self.embedder(), self.dataset,
+                           self.train_records, self.val, self.step, self.precision, scalars)
 
     def _run_stage(self, index: int) -> dict:
-        c, stage = self.config, self.stages[index]
-        schedule = schedules.stage_schedule(c, stage, self.steps_per_epoch)
+        p, stage = self.plan, self.plan.stages[index]
+        schedule = stage.schedule_in_steps(self.steps_per_epoch)
         optimizer, variables = self._optimizer(stage, index, schedule)
         step_fn = self._make_step(self.objectives[index], optimizer, variables)
         refresh = int(self.sampler.refresh_every)
@@ -268,8 +276,7 @@ class Trainer:
             self.sampler.refresh(self.step, self._embed_indices)
         begin, end = self.bounds[index], self.bounds[index + 1]
         iterator, stream_stop = self._stream(end, refresh)
-        log_every, ckpt_every = int(c.get("log_every", 50)), int(c.get("checkpoint_every", 500))
-        val_every = int(c.validation.get("every", 0))
+        log_every, ckpt_every, val_every = p.log_every, p.checkpoint_every, p.validation.every
         self.writer.start_stage()
         last: dict = {}
         beta1 = getattr(optimizer, "beta_1", None)
@@ -294,20 +301,20 @@ class Trainer:
         self._save(optimizer)
         return last
 
-    def _optimizer(self, stage: dict, index: int, schedule):
+    def _optimizer(self, stage, index: int, schedule):
         """The stage's optimizer over its trainable variables (backbone frozen if asked),
         holding the resumed checkpoint's state when there is one."""
         # freeze_model: "we fix the network" (Zhang et al. stage 2): every model weight,
         # batch-norm statistics included; freeze_backbone: only the backbone
         self.model.trainable = True
-        models.freeze_backbone(self.model, bool(stage.get("freeze_backbone", False)))
-        if stage.get("freeze_model", False):
+        models.freeze_backbone(self.model, stage.freeze_backbone)
+        if stage.freeze_model:
             self.model.trainable = False
         names = sorted(self.objectives[index].heads)
         variables = self.model.trainable_variables + [
             v for n in names for v in self.heads[n].trainable_variables]
         with self.replicas.scope():
-            optimizer = schedules.make_optimizer(self.config, schedule)
+            optimizer = schedules.make_optimizer(self.plan.optimizer, schedule)
             optimizer.build(variables)
         if self.saved_optimizer:
             checkpoint.assign(optimizer.variables, self.saved_optimizer,
@@ -332,18 +339,16 @@ class Trainer:
     def _dataset(self, start_step: int, stop: int):
         """The batches of steps [start_step, stop): a finite stream whose indices are
         drawn up front (:func:`kreid.data.pipeline.train_dataset`'s ``num_steps``)."""
-        c = self.config
-
         def make():
             return pipeline.train_dataset(
-                self.train_records, image_size=self.image_size, seed=int(c.seed),
-                start_step=start_step, augment=aug.AugmentConfig(**dict(c.augment)),
+                self.train_records, image_size=self.image_size, seed=self.plan.seed,
+                start_step=start_step, augment=self.plan.augment,
                 preprocessing=self.preprocessing, sampler=self.sampler, as_dict=True,
                 num_steps=max(1, stop - start_step))
         return self.replicas.distribute(make, self.batch_size)
 
     def _make_step(self, objective: Objective, optimizer, variables: list):
-        seed0 = int(self.config.seed)
+        seed0 = self.plan.seed
         model, replicas = self.model, self.replicas
 
         def replica_fn(batch, step):
@@ -356,7 +361,7 @@ class Trainer:
             # one flag per variable, checked every step (NaN/inf stops the run, see _check_finite)
             grads_finite = tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             optimizer.apply_gradients(zip(grads, variables))
-            g_emb = gather(emb[:, objective.attr_dim:])            # f_id
+            g_emb = gather(emb[:, objective.reserved_dim:])            # f_id
             g_labels = gather(tf.cast(batch["labels"], tf.int32))
             from kreid.losses.triplet_family import triplet_stats
             stats = triplet_stats(g_emb, g_labels)
@@ -441,39 +446,40 @@ class Trainer:
         embedder = self.embedder()
         res, _ = score(embed_records(embedder, q, progress=False),
                        embed_records(embedder, g, progress=False),
-                       protocol=self.config.validation.get("protocol", "market"))
+                       protocol=self.plan.validation.protocol)
         out = {"val/mAP": res["mAP"], "val/rank1": float(res["cmc"][0])}
         self.writer.validation(self.step, out)
         return out
 
 
-def train(config, workdir: str, resume: bool = True, logical_cpus: int = 0) -> dict:
+def train(config, workdir: str, resume: bool = True, logical_cpus: int = 0) -> TrainResult:
     """What ``bin/train.py`` does: train (resuming), then score the test split when
-    ``config.final_eval.enabled``; returns the last training scalars (+ ``test``)."""
+    ``config.final_eval.enabled``; returns the run's :class:`TrainResult` (its
+    ``scalars`` hold the test metrics under ``test``)."""
     from kreid.errors import KreidError
     from kreid.training.distribute import make_strategy
 
+    plan = resolve(config)                     # a bad config fails before anything runs
     if logical_cpus:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
-    if config.get("deterministic", False):
+    if plan.deterministic:
         tf.config.experimental.enable_op_determinism()
     ckpts = os.path.join(workdir, "checkpoints")
     if not resume and os.path.isdir(ckpts) and os.listdir(ckpts):
         raise KreidError(f"--noresume but {ckpts} is not empty; choose another --workdir")
-    strategy = make_strategy(config.distribution.strategy, config.distribution.get("devices"))
-    trainer = Trainer(config, workdir, strategy=strategy, resume=resume)
-    summary = trainer.run()
-    final = config.get("final_eval", {})
-    if final.get("enabled", False) and trainer.is_chief:
+    strategy = make_strategy(plan.distribution.strategy, plan.distribution.devices)
+    trainer = Trainer(plan, workdir, strategy=strategy, resume=resume)
+    result = trainer.run()
+    final = plan.final_eval
+    if final.enabled and trainer.is_chief:
         from kreid.evaluation import reports, runner
 
         res, _, _ = runner.evaluate_embedder(
-            trainer.embedder(), trainer.dataset, tta=final.get("tta", "none"),
-            metric=final.get("metric", "euclidean"), rerank=bool(final.get("rerank", False)),
-            protocol=final.get("protocol", "market"),
-            report_dir=os.path.join(workdir, "report"), label=config.model.name)
+            result.embedder, result.dataset, tta=final.tta, metric=final.metric,
+            rerank=final.rerank, protocol=final.protocol,
+            report_dir=os.path.join(workdir, "report"), label=plan.model.name)
         print("test:", reports.summary_line(res))
-        summary["test"] = res
-    return summary
+        result.scalars["test"] = res
+    return result

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from kreid.data import datasets
-from kreid.export import compare, convert
+from kreid.export import compare, convert, formats
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZE = (64, 32)
@@ -50,13 +50,13 @@ def exported(tmp_path_factory, synthetic_root):
     spread = model(stats[:16], training=False).numpy().std(0).mean()
     assert spread > 1e-3, f"collapsed fixture model (embedding spread {spread})"
     cal = convert.calibration_images(ds.train, spec, 16)
-    paths = convert.export_all(model, str(work / "out"), spec, calibration=cal)
+    paths = formats.export_all(model, str(work / "out"), spec, calibration=cal)
     return model, path, paths, ds, cal, spec
 
 
 def test_every_format_written_with_sidecar(exported):
     _, _, paths, *_ = exported
-    assert set(paths) == set(convert.FORMATS)
+    assert set(paths) == set(formats.FORMATS)
     for fmt, path in paths.items():
         assert os.path.exists(path) and os.path.isfile(path + ".json"), fmt
         meta = json.load(open(path + ".json"))
@@ -95,13 +95,13 @@ def test_int8_models_stay_close(exported):
 def test_bad_calibration_refused(exported):
     model, _, _, ds, cal, spec = exported
     with pytest.raises(ValueError, match="too small"):
-        convert.export_all(model, "/tmp/never", spec, ["tflite_int8"], cal[:3])
+        formats.export_all(model, "/tmp/never", spec, ["tflite_int8"], cal[:3])
     with pytest.raises(ValueError, match=r"\[N, 64, 32, 3\]"):
-        convert.export_all(model, "/tmp/never", spec, ["tflite_int8"], cal[:, :32])
+        formats.export_all(model, "/tmp/never", spec, ["tflite_int8"], cal[:, :32])
     with pytest.raises(ValueError, match="at least"):
         convert.calibration_images(ds.train, spec, 2)
     with pytest.raises(ValueError, match="need calibration"):
-        convert.export_all(model, "/tmp/never", spec, ["onnx_int8"], None)
+        formats.export_all(model, "/tmp/never", spec, ["onnx_int8"], None)
 
 
 def test_unsupported_op_is_named(tmp_path):
@@ -306,9 +306,9 @@ def test_keras_model_without_sidecar_needs_preprocessing(exported, tmp_path):
     bare = str(tmp_path / "bare.keras")
     model.save(bare)
     with pytest.raises(SidecarError, match="--preprocessing"):
-        convert.export_keras_file(bare, str(tmp_path / "out"), ds.train, ["tflite_float32"],
+        formats.export_keras_file(bare, str(tmp_path / "out"), ds.train, ["tflite_float32"],
                                   supply="pass --preprocessing")
-    out = convert.export_keras_file(bare, str(tmp_path / "out"), ds.train, ["tflite_float32"],
+    out = formats.export_keras_file(bare, str(tmp_path / "out"), ds.train, ["tflite_float32"],
                                     preprocessing="imagenet")
     side = read_sidecar(out["tflite_float32"])
     assert side.preprocessing == "imagenet" and len(side.extra["source_fingerprint"]) == 16
@@ -326,11 +326,11 @@ def test_export_never_replaces_a_file_it_did_not_write(exported, tmp_path):
     foreign = out / f"{spec.model_name}.float32.tflite"
     foreign.write_bytes(b"the user's own model")
     with pytest.raises(convert.ExportError, match="not written by kreid"):
-        convert.export_all(model, str(out), spec, ["tflite_float32"])
+        formats.export_all(model, str(out), spec, ["tflite_float32"])
     assert foreign.read_bytes() == b"the user's own model"
     foreign.unlink()
-    first = convert.export_all(model, str(out), spec, ["tflite_float32"])
-    again = convert.export_all(model, str(out), spec, ["tflite_float32"])   # ours: replaced
+    first = formats.export_all(model, str(out), spec, ["tflite_float32"])
+    again = formats.export_all(model, str(out), spec, ["tflite_float32"])   # ours: replaced
     assert first == again and not os.path.exists(out / f"{spec.model_name}.savedmodel")
     assert sorted(os.listdir(out)) == [f"{spec.model_name}.float32.tflite",
                                        f"{spec.model_name}.float32.tflite.json"]

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from kreid.export import convert, ranges
+from kreid.export import convert, formats, ranges
 
 
 def _quantization_mse(x, lo, hi):
@@ -138,7 +138,7 @@ def test_unclipped_ranges_quantize_as_the_converter_does(tiny):
 def test_clipped_ranges_reach_the_int8_model(tiny):
     model, cal, tmp = tiny
     spec = convert.ExportSpec((16, 8), "none", "tiny")
-    paths = {m: convert.export_all(model, str(tmp / m), spec, ["tflite_int8"], cal,
+    paths = {m: formats.export_all(model, str(tmp / m), spec, ["tflite_int8"], cal,
                                    int8_ranges=m)["tflite_int8"] for m in ("minmax", "mse")}
     for method, path in paths.items():
         meta = json.load(open(path + ".json"))
@@ -179,7 +179,7 @@ def test_unknown_int8_ranges_writes_nothing(tiny):
     model, cal, tmp = tiny
     spec = convert.ExportSpec((16, 8), "none", "tiny")
     with pytest.raises(ValueError, match="int8_ranges must be one of minmax, percentile, mse"):
-        convert.export_all(model, str(tmp / "bad"), spec, ["tflite_int8"], cal,
+        formats.export_all(model, str(tmp / "bad"), spec, ["tflite_int8"], cal,
                            int8_ranges="entropy")
     assert not os.path.exists(tmp / "bad" / "tiny.int8.tflite")
 
@@ -187,7 +187,7 @@ def test_unknown_int8_ranges_writes_nothing(tiny):
 def test_percentile_ranges_with_float_input_and_output(tiny):
     model, cal, tmp = tiny
     spec = convert.ExportSpec((16, 8), "none", "tiny")
-    path = convert.export_all(model, str(tmp / "pct"), spec, ["tflite_int8"], cal,
+    path = formats.export_all(model, str(tmp / "pct"), spec, ["tflite_int8"], cal,
                               io_type="float32", int8_ranges="percentile")["tflite_int8"]
     from ai_edge_litert.interpreter import Interpreter
 
@@ -221,7 +221,7 @@ def test_a_collapsed_int8_file_is_reported(tmp_path, caplog):
     cal = np.random.default_rng(0).uniform(0, 1, (24, 16, 8, 3)).astype(np.float32)
     spec = convert.ExportSpec((16, 8), "none", "offset")
     with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
-        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
+        path = formats.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
                                   int8_ranges="minmax")["tflite_int8"]
     fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
     assert fidelity < 0.5
@@ -253,7 +253,7 @@ def test_a_collapse_behind_a_few_outlier_images_is_reported(tmp_path, caplog):
     cal[[5, 17]] *= 300.0
     spec = convert.ExportSpec((16, 8), "none", "outliers")
     with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
-        path = convert.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
+        path = formats.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
                                   int8_ranges="minmax")["tflite_int8"]
     fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
     from kreid_edge import load_embedder
@@ -349,7 +349,7 @@ def test_image_mse_keeps_a_model_that_outlier_images_collapse(tmp_path, caplog):
     for method in ("minmax", "image_mse"):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
-            path = convert.export_all(model, str(tmp_path / method), spec, ["tflite_int8"], cal,
+            path = formats.export_all(model, str(tmp_path / method), spec, ["tflite_int8"], cal,
                                       int8_ranges=method)["tflite_int8"]
         fidelity[method] = json.load(open(path + ".json"))["calibration_fidelity"]
         warned = any("has lost the model" in r.getMessage() for r in caplog.records)

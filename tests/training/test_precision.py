@@ -139,7 +139,8 @@ def test_float32_copy_of_every_architecture(name):
 def test_trainer_refuses_an_unknown_precision_before_any_work(tmp_path, synthetic_root):
     from kreid.errors import ConfigValueError
 
-    with pytest.raises(ConfigValueError, match="config.precision must be one of"):
+    with pytest.raises(ConfigValueError, match="config.precision='float16': choose one of "
+                                               "float32, mixed_bfloat16, auto"):
         Trainer(_config(synthetic_root, precision="float16"), str(tmp_path / "w"),
                 progress=False)
     assert not (tmp_path / "w").exists()

@@ -1,5 +1,6 @@
 """Loss terms are registered classes with typed options; adding one is one class (#15)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,25 +41,93 @@ def test_unknown_term_and_defaults_in_one_place():
         "batch_all"
 
 
-def test_a_new_loss_is_one_registered_class():
+@keras.saving.register_keras_serializable(package="kreid_test")
+class _Scale(keras.layers.Layer):
+    """A toy head: one trainable scale on the embedding."""
+
+    def build(self, input_shape):
+        self.s = self.add_weight(name="s", shape=(), initializer="ones")
+
+    def call(self, emb, labels=None):
+        return self.s * emb
+
+
+def test_a_new_loss_is_one_registered_class(synthetic_root, tmp_path):
+    """A term registered here, and nothing else, trains through the real trainer: its
+    options, its head (exported to final.keras), its plan check; the embedding model
+    is saved (#25)."""
+    import json
+
+    from kreid.errors import ConfigValueError
+    from kreid.models import load_model
+    from kreid.training.config import base_config
+    from kreid.training.trainer import Trainer
+
     @terms.register
-    class MeanNorm(terms.Term):                      # a toy term: mean embedding norm
-        name = "test_mean_norm"
+    class ScaledNorm(terms.Term):                # a toy term: mean (scaled) embedding norm
+        name = "test_scaled_norm"
         options = {"power": terms.Option("float", 1.0)}
+        exports_head = True
+
+        def make_head(self, num_classes, embedding_dim, num_attributes):
+            return _Scale(name="scale_head")
+
+        def check_plan(self, plan):
+            if plan.batch.k < 2:
+                raise ConfigValueError("config.batch.k: test_scaled_norm needs K >= 2")
 
         def __call__(self, x):
-            return tf.reduce_mean(tf.norm(x.global_emb, axis=1) ** self.o["power"])
+            return tf.reduce_mean(tf.norm(self.head(x.global_emb), axis=1) ** self.o["power"])
 
     try:
-        obj = Objective({"test_mean_norm": {"weight": 2.0, "power": 2},
-                         "batch_hard": {"weight": 0.0}}, 3, 4)
-        emb = tf.constant([[3.0, 4, 0, 0], [0, 0, 6, 8]])
-        total, values = obj(emb, {"labels": tf.constant([0, 1])}, lambda t: t, 1,
-                            tf.constant([0, 0], tf.int64))
-        np.testing.assert_allclose(float(values["test_mean_norm"]), (25 + 100) / 2)
-        np.testing.assert_allclose(float(total), 125.0)
+        c = base_config()
+        c.dataset.root = synthetic_root
+        c.model.name, c.model.embedding_dim, c.image_size = "mobilenet_edge", 16, (64, 32)
+        c.batch.p, c.batch.k = 4, 2
+        c.losses = {"test_scaled_norm": {"weight": 0.5, "power": 2},
+                    "batch_hard": {"weight": 1.0}}
+        c.total_steps, c.log_every, c.checkpoint_every = 3, 1, 0
+        c.final_eval.enabled = False
+        result = Trainer(c, str(tmp_path / "run"), progress=False).run()
+        lines = [json.loads(x) for x in open(tmp_path / "run" / "log.jsonl")]
+        assert [x["step"] for x in lines] == [1, 2, 3]
+        assert all(np.isfinite(x["loss/test_scaled_norm"]) for x in lines)
+        total = [x["loss/total"] for x in lines]
+        np.testing.assert_allclose(total, [0.5 * x["loss/test_scaled_norm"] + x["loss/batch_hard"]
+                                           for x in lines], rtol=1e-5)
+        assert result.embedding_path == str(tmp_path / "run" / "embedding.keras")
+        assert load_model(result.embedding_path).output.shape[-1] == 16
+        final = load_model(str(tmp_path / "run" / "final.keras"))
+        assert sorted(final.output) == ["embeddings", "test_scaled_norm"]
+        c.batch.k = 1
+        with pytest.raises(ConfigValueError, match="test_scaled_norm needs K >= 2"):
+            Trainer(c, str(tmp_path / "refused"), progress=False)
+        assert not (tmp_path / "refused").exists()
     finally:
-        del terms.TERMS["test_mean_norm"]
+        del terms.TERMS["test_scaled_norm"]
+
+
+def test_the_trainer_objective_samplers_and_artifacts_name_no_term():
+    """What a term needs is the term's own (attributes and hooks): the rest of the
+    training package never names a registered term."""
+    import re
+
+    import os
+
+    import kreid.training as pkg
+    from kreid.training.config import base_config
+    from kreid.training.samplers import SAMPLERS
+
+    folder = os.path.dirname(pkg.__file__)
+    for module in ("trainer.py", "objective.py", "artifacts.py", "samplers.py", "plan.py"):
+        source = open(os.path.join(folder, module)).read()
+        code = re.sub(r'""".*?"""|#[^\n]*', "", source, flags=re.S)     # docstrings, comments
+        # a sampler and its config group may share their name with the term that asks for
+        # them (rptm): those are the sampler's names
+        others = set(SAMPLERS) | set(base_config()) if module in ("samplers.py", "plan.py") \
+            else set()
+        named = [n for n in terms.TERMS if n not in others and re.search(rf"[\"']{n}[\"']", code)]
+        assert not named, f"{module} names the terms {named}"
 
 
 def _split_objective():
@@ -72,7 +141,7 @@ def test_f_attr_feeds_only_the_attribute_heads_and_f_id_the_rest():
     classifier and batch hard. A perturbation of one part must not move the other's terms."""
     obj = _split_objective()
     obj.build()
-    assert obj.attr_dim == 8 and obj.embedding_dim == 12
+    assert obj.reserved_dim == 8 and obj.embedding_dim == 12
     assert tuple(obj.heads["am_softmax"].kernel.shape) == (12, 3)
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(6, 20)).astype(np.float32)

@@ -47,13 +47,18 @@ def test_bad_schedule_is_refused_before_training(synthetic_root, tmp_path):
 
     c = _config(synthetic_root)
     c.schedule.warmup_steps = 3                      # t0 is 2
-    with pytest.raises(ConfigValueError, match=r"config.schedule \(stage 0\).*warmup_steps"):
+    with pytest.raises(ConfigValueError, match=r"^config.schedule: .*warmup_steps"):
         Trainer(c, str(tmp_path / "w"), progress=False)
     c = _config(synthetic_root)
     c.schedule.t1 = 2
-    with pytest.raises(ConfigValueError, match=r"config.schedule \(stage 0\).*t1 > t0"):
+    with pytest.raises(ConfigValueError, match=r"^config.schedule: .*t1 > t0"):
         Trainer(c, str(tmp_path / "t"), progress=False)
-    assert not os.path.exists(tmp_path / "w" / "config.json")
+    c = _config(synthetic_root)         # a stage's own schedule is named as the stage's
+    c.stages = [dict(steps=2), dict(steps=2, schedule=dict(kind="step", every=0))]
+    with pytest.raises(ConfigValueError, match=r"^config.stages\[1\].schedule: .*every > 0"):
+        Trainer(c, str(tmp_path / "s"), progress=False)
+    for work in ("w", "t", "s"):        # refused before any file is written
+        assert not os.path.exists(tmp_path / work)
 
 
 def test_warmup_step_and_step_schedules():
@@ -282,7 +287,7 @@ def test_attribute_run_exports_f_id_only(tmp_path, synthetic_root):
     c.model.embedding_dim, c.total_steps = 48, 2
     trainer = Trainer(c, str(tmp_path), progress=False)
     trainer.run()
-    attr_dim = trainer.attr_dim
+    attr_dim = trainer.reserved_dim
     assert attr_dim == 2 * trainer.num_attributes > 0
     saved = keras.models.load_model(str(tmp_path / "embedding.keras"))
     x = np.random.default_rng(0).random((2, 64, 32, 3)).astype(np.float32)

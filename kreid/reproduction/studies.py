@@ -1,50 +1,30 @@
-"""The reproduction study (issue 11): the papers' findings re-run at CPU scale on real data.
+"""The reproduction study's paper tables, as data: each :class:`Study` is one paper
+table (its base config, arms and claims); :data:`STUDIES` holds them by name.
 
-A :class:`Study` is one paper table: a base config (the backbone, input size,
-steps and data every arm shares), its arms (what the table varies), how the
-trained models are scored, and the paper's claims as ordered pairs of arms.
-:func:`run` trains every arm for every seed (a finished run is skipped, a
-killed one resumes from its checkpoint), scores it, and writes the study's
-table (``table.md``, ``summary.json``) and figure (``bars.png``; the
-distractor curve for ``distractors``) into ``<out>/<study>/``;
-``bin/reproduce.py`` is its command line and docs/REPRODUCTION.md holds the
-results.
-
-Verdicts are mechanical, from the per-seed values of the metric the claim
-names: *reproduced* when the claimed-better arm's mean is higher by more than
-the larger of the two arms' seed spreads (sample standard deviation),
-*not reproduced* when it is lower by more than that, and *not measurable at
-this scale* when the difference is inside the spread (or only one seed ran).
-
-Every study shares one CPU-scale recipe: the ImageNet MobileNetV2 of issue 13
-(offline weights, ``make weights``) at 128x64 on CUHK03-labeled, P=16 K=4,
-Adam 3.5e-4 with Eq. (9) decay over the second half, :data:`DEFAULT_STEPS`
-steps per run (about 2.5 minutes on 2 cores), seeds 0 and 1. Why not LuNet,
-as Hermans et al.'s Table 1 does ("LuNet trained from scratch on images
-downsampled by a factor of two"): measured here, LuNet at 64x32 from scratch
-after 300 steps of soft-margin batch hard scores mAP 1.6% / rank-1 0.0% on
-the 150 held-out identities (chance: about 1.5%) and 3.0% / 2.7% SGS on the
-test split, so no loss could be told from another at this budget; LuNet needs
-thousands of steps (BENCHMARKS.md: 800 steps give 11.7% SGS rank-1). A
-pretrained backbone reaches a measurable accuracy in 300 steps, and within a
-study every arm has the same backbone, input, steps and seeds.
-``smoke=True`` runs every study in miniature on the synthetic set with a
-randomly initialised MobileNetV2 (the test of this module, no download).
+Every study shares one CPU-scale recipe (:func:`base_config`): the ImageNet
+MobileNetV2 of issue 13 (offline weights, ``make weights``) at 128x64 on
+CUHK03-labeled, P=16 K=4, Adam 3.5e-4 with Eq. (9) decay over the second half,
+:data:`DEFAULT_STEPS` steps per run (about 2.5 minutes on 2 cores), seeds 0
+and 1. Why not LuNet, as Hermans et al.'s Table 1 does ("LuNet trained from
+scratch on images downsampled by a factor of two"): measured here, LuNet at
+64x32 from scratch after 300 steps of soft-margin batch hard scores mAP 1.6% /
+rank-1 0.0% on the 150 held-out identities (chance: about 1.5%) and 3.0% /
+2.7% SGS on the test split, so no loss could be told from another at this
+budget; LuNet needs thousands of steps (BENCHMARKS.md: 800 steps give 11.7%
+SGS rank-1). A pretrained backbone reaches a measurable accuracy in 300
+steps, and within a study every arm has the same backbone, input, steps and
+seeds. ``smoke=True`` runs every study in miniature on the synthetic set with
+a randomly initialised MobileNetV2 (the test of this package, no download).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
-import json
 import os
 from typing import Callable
 
-import numpy as np
-
 DEFAULT_STEPS = 300
 TTA_ORDER = ("none", "center", "center_flip", "five", "five_flip")
-
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
@@ -332,277 +312,3 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
 )}
 
 
-# ------------------------------------------------------------------ running
-def run_dir(out_dir: str, study: str, arm: str, seed: int) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in arm)
-    return os.path.join(out_dir, study, safe, f"seed{seed}")
-
-
-def _distractor_records(data_root: str, smoke: bool, dataset) -> list:
-    """Images of people not in the test set, as gallery entries that match nothing."""
-    from kreid.data import datasets
-
-    if smoke:
-        records = list(dataset.train)
-    else:
-        records = []
-        for name, folder in (("viper", "VIPeR"), ("prid", "PRID"), ("grid", "GRID"),
-                             ("ilids", "iLIDS"), ("3dpes", "3DPeS")):
-            ds = datasets.load(name, os.path.join(data_root, "peta", folder))
-            records += ds.train + ds.query + ds.gallery
-    # a pid no query has and a camera of its own: never a match, never junk
-    return [dataclasses.replace(r, pid=10 ** 6 + i, camid=10 ** 4) for i, r in
-            enumerate(sorted(records, key=lambda r: r.path))]
-
-
-def _metrics(res: dict) -> dict:
-    out = {"mAP": float(res.get("market", res)["mAP"]),
-           "rank1": float(res.get("market", res)["cmc"][0])}
-    if "market" in res:                       # CUHK03 single-gallery-shot
-        out["sgs_rank1"] = float(res["cmc"][0])
-    return out
-
-
-def score_run(study: Study, trainer, data_root: str, smoke: bool) -> dict:
-    """The arm's metrics (+ its analyses' rows) for one trained model."""
-    from kreid.evaluation.embed import embed_records
-    from kreid.evaluation.runner import score
-
-    embedder = trainer.embedder()
-    if study.split == "val":
-        q_rec, g_rec = trainer.val
-        protocol = "market"
-    else:
-        q_rec, g_rec = trainer.dataset.query, trainer.dataset.gallery
-        protocol = "cuhk03_sgs" if trainer.dataset.name == "cuhk03" else "market"
-
-    def embed(records, tta="none"):
-        return embed_records(embedder, records, tta, progress=False)
-
-    def scored(q, g, **kw):
-        return _metrics(score(q, g, study.metric, protocol, **kw)[0])
-
-    q, g = embed(q_rec), embed(g_rec)
-    out = {"main": scored(q, g)}
-    if "tta" in study.analyses:
-        out["tta"] = {"none": out["main"]}
-        for mode in TTA_ORDER[1:]:
-            out["tta"][mode] = scored(embed(q_rec, mode), embed(g_rec, mode))
-    if "xqda" in study.analyses:
-        from kreid.evaluation import xqda
-
-        train = embed(trainer.train_records)
-        model = xqda.fit(train.embeddings, train.pid)
-        out["xqda"] = scored(q, g, distmat=model.distance(q.embeddings, g.embeddings))
-        out["xqda"]["dims"] = int(model.W.shape[1])
-    if "distractors" in study.analyses:
-        extra = embed(_distractor_records(data_root, smoke, trainer.dataset))
-        order = np.random.default_rng(0).permutation(len(extra.pid))
-        sizes = sorted({0, *[int(len(order) * f) for f in (0.125, 0.25, 0.5, 1.0)]})
-        rows = []
-        for n in sizes:
-            pick = order[:n]
-            grown = dataclasses.replace(
-                g, embeddings=np.concatenate([g.embeddings, extra.embeddings[pick]]),
-                pid=np.concatenate([g.pid, extra.pid[pick]]),
-                camid=np.concatenate([g.camid, extra.camid[pick]]),
-                trackid=np.concatenate([g.trackid, extra.trackid[pick]]),
-                path=np.concatenate([g.path, extra.path[pick]]))
-            rows.append(dict(scored(q, grown), gallery=int(len(grown.pid)), distractors=n))
-        out["distractors"] = rows
-    return out
-
-
-def _check_same_budget(train_dir: str, steps: int) -> None:
-    """A run folder trained (or training) with another step count is not resumed."""
-    from kreid.errors import ConfigValueError
-
-    path = os.path.join(train_dir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            done = json.load(f).get("total_steps")
-        if done != steps:
-            raise ConfigValueError(f"{path}: a run of {done} steps, not --steps={steps}: "
-                                   "choose another --out")
-
-
-def run(name: str, out_dir: str, data_root: str, seeds=(0, 1), steps: int = DEFAULT_STEPS,
-        smoke: bool = False, arms: list[str] | None = None, progress: bool = True) -> dict:
-    """Train and score every (arm, seed) of study ``name`` not yet done; write its table
-    and figure; return the summary. ``arms``: run only these (the table still lists
-    every arm that has results)."""
-    import keras
-
-    from kreid.evaluation import reports
-    from kreid.training.trainer import Trainer
-
-    from kreid.errors import ConfigValueError
-
-    if name not in STUDIES:
-        raise ConfigValueError(f"--study: unknown study {name!r}; choose from "
-                               f"{', '.join(STUDIES)} or all")
-    study = STUDIES[name]
-    unknown = sorted(set(arms or ()) - {a.name for a in study.arms if a.trained})
-    if unknown:
-        raise ConfigValueError(f"--arms: {unknown} not in study {name}: "
-                               f"{', '.join(a.name for a in study.arms if a.trained)}")
-    if smoke:
-        from kreid.data import synthetic
-
-        synthetic.generate(os.path.join(out_dir, "synthetic"), num_identities=48)
-    for arm in study.arms:
-        if not arm.trained or (arms and arm.name not in arms):
-            continue
-        for seed in seeds:
-            workdir = run_dir(out_dir, name, arm.name, seed)
-            result_path = os.path.join(workdir, "result.json")
-            if os.path.exists(result_path):
-                with open(result_path) as f:
-                    done = json.load(f).get("steps")
-                if done != steps:
-                    raise ConfigValueError(f"{result_path} was made with {done} steps, not "
-                                           f"--steps={steps}: choose another --out")
-                continue
-            source, arm_ = study, arm
-            if arm.reuse:                     # another study's run of the same config
-                source = STUDIES[arm.reuse[0]]
-                arm_ = next(a for a in source.arms if a.name == arm.reuse[1])
-            config = base_config(source, data_root, steps, smoke, out_dir)
-            arm_.apply(config)
-            config.seed = int(seed)
-            train_dir = run_dir(out_dir, source.name, arm_.name, seed)
-            _check_same_budget(train_dir, steps)
-            if progress:
-                print(f"[{name}] {arm.name}, seed {seed}: {steps} steps -> {train_dir}",
-                      flush=True)
-            trainer = Trainer(config, train_dir, progress=progress)
-            trainer.run()
-            result = score_run(study, trainer, data_root, smoke)
-            result.update(arm=arm.name, seed=int(seed), steps=int(trainer.step))
-            os.makedirs(workdir, exist_ok=True)
-            reports.write_json(result, result_path)
-            del trainer
-            keras.backend.clear_session()
-            gc.collect()
-    summary = summarise(study, out_dir, seeds)
-    write_outputs(study, summary, os.path.join(out_dir, name))
-    return summary
-
-
-# ------------------------------------------------------------------ tables
-def _rows(result: dict) -> dict[str, dict]:
-    """Every (row name -> metrics) one run contributes to its study's table."""
-    arm = result["arm"]
-    rows = {arm: result["main"]}
-    for mode, metrics in result.get("tta", {}).items():
-        rows[f"{arm} {mode}"] = metrics
-    if "xqda" in result:
-        rows[f"{arm} xqda"] = result["xqda"]
-    return rows
-
-
-def verdict(better: list[float], worse: list[float]) -> tuple[str, float, float]:
-    """(verdict, mean difference, spread) for the claim ``better > worse``."""
-    if len(better) < 2 or len(worse) < 2:
-        return "not measurable (fewer than two seeds)", float("nan"), float("nan")
-    diff = float(np.mean(better) - np.mean(worse))
-    spread = float(max(np.std(better, ddof=1), np.std(worse, ddof=1)))
-    if abs(diff) <= spread:
-        return "not measurable at this scale (inside the seed spread)", diff, spread
-    return ("reproduced" if diff > 0 else "not reproduced"), diff, spread
-
-
-def summarise(study: Study, out_dir: str, seeds) -> dict:
-    values: dict[str, dict[str, list[float]]] = {}
-    distractors: dict[int, list[dict]] = {}
-    for arm in (a for a in study.arms if a.trained):
-        for seed in seeds:
-            path = os.path.join(run_dir(out_dir, study.name, arm.name, seed), "result.json")
-            if not os.path.exists(path):
-                continue
-            with open(path) as f:
-                result = json.load(f)
-            for row, metrics in _rows(result).items():
-                for key, v in metrics.items():
-                    if key in ("mAP", "rank1", "sgs_rank1"):
-                        values.setdefault(row, {}).setdefault(key, []).append(float(v))
-            if "distractors" in result:
-                distractors[seed] = result["distractors"]
-    rows = {row: {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))
-                      if len(v) > 1 else float("nan"), "values": v}
-                  for k, v in metrics.items()} for row, metrics in values.items()}
-    claims = []
-    for claim in study.claims:
-        a = values.get(claim.better, {}).get(claim.metric, [])
-        b = values.get(claim.worse, {}).get(claim.metric, [])
-        text, diff, spread = verdict(a, b) if a and b else ("not run", float("nan"),
-                                                             float("nan"))
-        claims.append(dict(better=claim.better, worse=claim.worse, paper=claim.text,
-                           metric=claim.metric, difference=diff, spread=spread, verdict=text))
-    curve = {}
-    if distractors:
-        per_seed = list(distractors.values())
-        curve = {"gallery": [r["gallery"] for r in per_seed[0]]}
-        for key in ("mAP", "rank1"):
-            arr = np.array([[r[key] for r in rows_] for rows_ in per_seed])
-            curve[key] = arr.mean(0).tolist()
-            curve[f"{key}_std"] = (arr.std(0, ddof=1) if len(arr) > 1
-                                   else np.zeros(arr.shape[1])).tolist()
-    return {"study": study.name, "source": study.source, "setup": study.setup,
-            "seeds": list(seeds), "rows": rows, "claims": claims, "distractors": curve,
-            "paper": {a.name: a.paper for a in study.arms if a.paper}}
-
-
-def _pct(stat: dict | None) -> str:
-    if not stat:
-        return "-"
-    if np.isnan(stat["std"]):
-        return f"{100 * stat['mean']:.1f}"
-    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
-
-
-def markdown(summary: dict) -> str:
-    keys = [k for k in ("mAP", "rank1", "sgs_rank1")
-            if any(k in m for m in summary["rows"].values())]
-    names = {"mAP": "mAP %", "rank1": "rank-1 %", "sgs_rank1": "SGS rank-1 %"}
-    lines = [f"### {summary['study']}: {summary['source']}", "",
-             f"Setup: {summary['setup']}. Seeds {summary['seeds']}; mean ± sample std.", "",
-             "| row | " + " | ".join(names[k] for k in keys) + " | paper (as the "
-             "title says) |", "|---" * (len(keys) + 2) + "|"]
-    for row, metrics in summary["rows"].items():
-        lines.append(f"| {row} | " + " | ".join(_pct(metrics.get(k)) for k in keys)
-                     + f" | {summary['paper'].get(row, '')} |")
-    if summary["claims"]:
-        lines += ["", "| claim (paper) | better | worse | metric | difference (pts) | "
-                  "spread (pts) | verdict |", "|---|---|---|---|---|---|---|"]
-        for c in summary["claims"]:
-            lines.append(f"| {c['paper']} | {c['better']} | {c['worse']} | {c['metric']} | "
-                         f"{100 * c['difference']:+.1f} | {100 * c['spread']:.1f} | "
-                         f"{c['verdict']} |")
-    if summary["distractors"]:
-        d = summary["distractors"]
-        lines += ["", "| gallery size | mAP % | rank-1 % |", "|---|---|---|"]
-        for i, size in enumerate(d["gallery"]):
-            lines.append(f"| {size} | {100 * d['mAP'][i]:.1f} ± {100 * d['mAP_std'][i]:.1f} "
-                         f"| {100 * d['rank1'][i]:.1f} ± {100 * d['rank1_std'][i]:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(study: Study, summary: dict, folder: str) -> dict:
-    from kreid.evaluation import reports
-    from kreid_edge.files import write_text
-
-    os.makedirs(folder, exist_ok=True)
-    files = {"json": reports.write_json(summary, os.path.join(folder, "summary.json")),
-             "table": write_text(os.path.join(folder, "table.md"), markdown(summary))}
-    if summary["rows"]:
-        key = "sgs_rank1" if any("sgs_rank1" in m for m in summary["rows"].values()) else "mAP"
-        files["bars"] = reports.plot_bars(
-            {row: m[key] for row, m in summary["rows"].items() if key in m},
-            os.path.join(folder, "bars.png"), ylabel=f"{key} % (mean ± std over seeds)",
-            title=summary["source"])
-    if summary["distractors"]:
-        d = summary["distractors"]
-        files["curve"] = reports.plot_distractor_curve(
-            d["gallery"], d["mAP"], d["rank1"], os.path.join(folder, "distractors.png"))
-    return files

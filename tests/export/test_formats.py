@@ -1,0 +1,86 @@
+"""The export-format registry: a format is one record; every consumer reads the registry
+(kreid.export.formats, #25)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kreid.export import compare, convert, formats
+from kreid.training.artifacts import save_trained_model
+
+SIZE = (64, 32)
+
+
+def _tiny_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((*SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(8)(x), name="tiny")
+
+
+def _calibration(n=16):
+    return np.random.default_rng(0).random((n, *SIZE, 3)).astype(np.float32)
+
+
+def test_records_say_what_every_consumer_needs():
+    assert list(formats.FORMATS) == ["saved_model", "tflite_float32", "tflite_float16",
+                                     "tflite_dynamic_int8", "tflite_int8", "onnx_float32",
+                                     "onnx_int8"]
+    calibrated = {n for n, f in formats.FORMATS.items() if f.calibrated}
+    assert calibrated == {"tflite_int8", "onnx_int8"}
+    assert {n: f.runtime for n, f in formats.FORMATS.items()}["saved_model"] is None
+    assert formats.FORMATS["onnx_int8"].depends == ("onnx_float32",)
+    with pytest.raises(ValueError, match=r"unknown formats \['tflite_int4'\]; choose from"):
+        formats.resolve(["tflite_int4"])
+    assert formats.resolve(None) == list(formats.FORMATS)
+
+
+def test_a_dependency_is_written_first_and_each_sidecar_once(tmp_path, monkeypatch):
+    model = _tiny_model()
+    spec = convert.ExportSpec(SIZE, "scale", "tiny", "f" * 16)
+    writes = []
+    real = convert.write_sidecar
+    monkeypatch.setattr(convert, "write_sidecar",
+                        lambda path, *a, **k: writes.append(os.path.basename(path))
+                        or real(path, *a, **k))
+    paths = formats.export_all(model, str(tmp_path), spec, ["onnx_int8"], _calibration())
+    assert list(paths) == ["onnx_int8"]
+    assert writes == ["tiny.float32.onnx", "tiny.int8.onnx"]     # the float file first, once
+    meta = json.load(open(paths["onnx_int8"] + ".json"))
+    assert meta["format"] == "onnx_int8" and meta["runtime"] == "onnx"
+    assert meta["source_fingerprint"] == "f" * 16 and 0.5 < meta["calibration_fidelity"] <= 1
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]   # no temporaries
+
+
+def test_a_new_format_is_one_record(tmp_path, synthetic_root):
+    """Registered here and nowhere else: exported, given its runtime in the sidecar, loaded
+    by kreid_edge without kreid_edge knowing it, and scored by the comparison table."""
+    from kreid.data import datasets
+    from kreid_edge import load_embedder
+
+    def write(job, path, written):
+        convert.tflite(job.saved_model_dir(), path, "float16")
+        return {"note": "a float16 twin"}
+
+    formats.register(formats.Format("test_half", ".half.tflite", write, runtime="tflite"))
+    try:
+        model = _tiny_model()
+        keras_path = save_trained_model(model, {}, str(tmp_path), "tiny", "synthetic", SIZE,
+                                        "scale", 0)
+        ds = datasets.load("market1501", synthetic_root)
+        table = compare.export_and_compare(keras_path, ds, str(tmp_path / "out"),
+                                           ["test_half"], latency_runs=2)
+        (row,) = [r for r in table["rows"] if r["format"] == "test_half"]
+        assert row["cosine"] > 0.999 and abs(row["delta_mAP"]) < 1.0
+        path = str(tmp_path / "out" / "tiny.half.tflite")
+        meta = json.load(open(path + ".json"))
+        assert meta["runtime"] == "tflite" and meta["note"] == "a float16 twin"
+        x = _calibration(2)
+        np.testing.assert_allclose(load_embedder(path)(x), model(x).numpy(), atol=1e-2)
+        assert "| test_half |" in compare.markdown_table(table)
+    finally:
+        del formats.FORMATS["test_half"]
