@@ -27,7 +27,7 @@ PRE_CROP_SCALE = 1.125
 TTA_MODES = ("none", "center", "center_flip", "five", "five_flip")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     """Which training augmentations to apply (defaults: the triplet paper's)."""
 

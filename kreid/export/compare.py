@@ -96,8 +96,8 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
     """
     records = calibration_records if calibration_records is not None else dataset.train
     with formats_.ExportJob.from_keras_file(keras_path, formats, records, num_calibration,
-                                            io_type, int8_ranges, preprocessing,
-                                            supply) as job:
+                                            io_type, int8_ranges, preprocessing, supply,
+                                            calibrate=True) as job:
         paths = formats_.write_formats(job, out_dir, formats)
         float_emb = KerasEmbedder(job.model, job.spec.preprocessing, keras_path)
         fq = embed_records(float_emb, dataset.query, tta, progress=False)

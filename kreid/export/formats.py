@@ -62,11 +62,13 @@ class ExportJob:
     def from_keras_file(cls, keras_path: str, formats: Sequence[str] | None = None,
                         calibration_records=None, num_calibration: int = 200,
                         io_type: str = "int8", int8_ranges: str = ranges.DEFAULT,
-                        preprocessing: str | None = None, supply: str = "") -> "ExportJob":
+                        preprocessing: str | None = None, supply: str = "",
+                        calibrate: bool = False) -> "ExportJob":
         """The job of a ``.keras`` embedding model (its sidecar gives the preprocessing;
         ``preprocessing`` overrides it or stands in for a missing one, ``supply`` names
         the flag for the error); calibration images from ``calibration_records`` when a
-        format of ``formats`` needs them."""
+        format of ``formats`` needs them, or always with ``calibrate`` (the comparison
+        table's per-layer report runs on them)."""
         from kreid.evaluation.embed import keras_sidecar, weights_fingerprint
         from kreid.models import load_model
 
@@ -76,7 +78,7 @@ class ExportJob:
         spec = ExportSpec(tuple(int(v) for v in model.input_shape[1:3]), sidecar.preprocessing,
                           sidecar.model, weights_fingerprint(model))
         calibration = None
-        if any(FORMATS[f].calibrated for f in resolve(formats)):
+        if calibrate or any(FORMATS[f].calibrated for f in resolve(formats)):
             if not calibration_records:
                 raise ValueError("full-integer formats need calibration_records "
                                  "(training images)")
@@ -125,6 +127,18 @@ FORMATS: dict[str, Format] = {}
 
 
 def register(fmt: Format) -> Format:
+    """Add a format; its name and suffix must be new (one file per format), and an
+    integer format needs a runtime (its fidelity is measured by running it)."""
+    if fmt.name in FORMATS:
+        raise ValueError(f"export format {fmt.name!r} is registered already")
+    clash = [f.name for f in FORMATS.values() if f.suffix == fmt.suffix]
+    if clash:
+        raise ValueError(f"export format {fmt.name!r}: suffix {fmt.suffix!r} is {clash[0]}'s")
+    if fmt.integer and not fmt.runtime:
+        raise ValueError(f"export format {fmt.name!r}: an integer format needs a runtime")
+    unknown = [d for d in fmt.depends if d not in FORMATS]
+    if unknown:
+        raise ValueError(f"export format {fmt.name!r} depends on unknown {unknown}")
     FORMATS[fmt.name] = fmt
     return fmt
 
@@ -184,7 +198,8 @@ register(Format("onnx_int8", ".int8.onnx", _onnx_int8, runtime="onnx", calibrate
 
 # ------------------------------------------------------------------------ writing
 def _order(names: list[str]) -> list[str]:
-    """``names`` with every dependency before the format that needs it."""
+    """``names`` with every dependency before the format that needs it, and a SavedModel
+    first (the TFLite converters then read it instead of writing one of their own)."""
     out: list[str] = []
 
     def add(name: str) -> None:
@@ -192,7 +207,7 @@ def _order(names: list[str]) -> list[str]:
             add(dep)
         if name not in out:
             out.append(name)
-    for name in names:
+    for name in sorted(names, key=lambda n: n != "saved_model"):
         add(name)
     return out
 
@@ -217,11 +232,18 @@ def write_formats(job: ExportJob, out_dir: str,
     for name in todo:
         fmt = FORMATS[name]
         path = base + fmt.suffix
-        extra = dict(fmt.write(job, path, written))
-        if fmt.runtime:
-            extra["runtime"] = fmt.runtime
-        if fmt.integer:
-            extra["calibration_fidelity"] = _fidelity(job, fmt, path)
+        try:
+            extra = dict(fmt.write(job, path, written))
+            if fmt.runtime:
+                extra["runtime"] = fmt.runtime
+            if fmt.integer:
+                extra["calibration_fidelity"] = _fidelity(job, fmt, path)
+        except BaseException:
+            # a file kreid wrote but could not finish has no sidecar yet: it would make the
+            # next export refuse the folder as someone else's, so it goes
+            if os.path.isfile(path):
+                os.remove(path)
+            raise
         convert.write_sidecar(path, job.spec, name, extra)
         written[name] = path
     return {name: written[name] for name in asked}

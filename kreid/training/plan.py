@@ -17,7 +17,9 @@ a stage carries its terms, which carry their options, sampler and checks.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
+import types
 from typing import Any, Mapping
 
 from kreid.data.augment import TTA_MODES, AugmentConfig
@@ -29,7 +31,7 @@ from kreid.mining.rptm import SELECTION_MODES, SELECTION_SIDES
 from kreid.training import config as base
 from kreid.training.distribute import STRATEGIES
 from kreid.training.precision import PRECISIONS
-from kreid.training.schedules import KINDS, OPTIMIZERS, ScheduleConfig, learning_rate
+from kreid.training.schedules import KINDS, OPTIMIZERS, ScheduleConfig, check
 from kreid.training.terms import Term, parse_losses
 from kreid_edge.preprocessing import PREPROCESSING
 
@@ -115,7 +117,7 @@ class StagePlan:
     """One training stage: its length (in ``unit``), its loss terms, what it freezes and
     its learning-rate schedule (``schedule`` with times in ``schedule_unit``)."""
 
-    steps: int
+    steps: float               # an integer in steps; epochs may be fractional
     unit: str
     terms: tuple[Term, ...]
     freeze_backbone: bool
@@ -124,16 +126,16 @@ class StagePlan:
     schedule_unit: str
 
     def num_steps(self, steps_per_epoch: int) -> int:
-        return self.steps * (steps_per_epoch if self.unit == "epoch" else 1)
+        return int(self.steps * (steps_per_epoch if self.unit == "epoch" else 1))
 
     def schedule_in_steps(self, steps_per_epoch: int) -> ScheduleConfig:
+        """The schedule with its times in steps (epochs, possibly fractional, floored)."""
         if self.schedule_unit != "epoch":
             return self.schedule
-        s = self.schedule
+        s, n = self.schedule, steps_per_epoch
         return dataclasses.replace(
-            s, t0=s.t0 * steps_per_epoch, t1=s.t1 * steps_per_epoch,
-            warmup_steps=s.warmup_steps * steps_per_epoch, every=s.every * steps_per_epoch,
-            milestones=tuple(m * steps_per_epoch for m in s.milestones))
+            s, t0=int(s.t0 * n), t1=int(s.t1 * n), warmup_steps=int(s.warmup_steps * n),
+            every=int(s.every * n), milestones=tuple(int(m * n) for m in s.milestones))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +179,7 @@ def _fail_type(key: str, value, expected: str):
 
 def _int(value, key: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-            float(value) != int(value):
+            not math.isfinite(value) or float(value) != int(value):
         _fail_type(key, value, "an integer")
     value = int(value)
     if minimum is not None and value < minimum:
@@ -186,8 +188,9 @@ def _int(value, key: str, minimum: int | None = None) -> int:
 
 
 def _float(value, key: str, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _fail_type(key, value, "a number")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value):
+        _fail_type(key, value, "a finite number")
     value = float(value)
     if minimum is not None and value < minimum:
         raise ConfigValueError(f"config.{key}={value}: must be at least {minimum}")
@@ -266,7 +269,7 @@ def resolve(config) -> Plan:
         sampler=_sampler(stages),
         optimizer=_optimizer(c["optimizer"]),
         checkpoint_every=_int(c["checkpoint_every"], "checkpoint_every", 0),
-        keep_checkpoints=_int(c["keep_checkpoints"], "keep_checkpoints", 1),
+        keep_checkpoints=_int(c["keep_checkpoints"], "keep_checkpoints", 0),
         log_every=_int(c["log_every"], "log_every", 1),
         histogram_every=_int(c["histogram_every"], "histogram_every", 0),
         distribution=_distribution(c["distribution"]),
@@ -274,7 +277,7 @@ def resolve(config) -> Plan:
         ohm=OHMPlan(_int(c["ohm"]["every"], "ohm.every", 1),
                     _int(c["ohm"]["identities"], "ohm.identities", 2)),
         final_eval=_final_eval(c["final_eval"]),
-        config=c)
+        config=types.MappingProxyType(c))
     for stage in plan.stages:          # what a term needs of the rest of the plan
         for term in stage.terms:
             term.check_plan(plan)
@@ -288,7 +291,7 @@ def _dataset(d: dict) -> DatasetPlan:
     if not isinstance(options, dict):
         _fail_type("dataset.options", options, "a dict of the loader's options")
     return DatasetPlan(_str(d["name"], "dataset.name", tuple(datasets.names())),
-                       _str(d["root"], "dataset.root"), dict(options))
+                       _str(d["root"], "dataset.root"), types.MappingProxyType(dict(options)))
 
 
 def _validation(v: dict, seed: int) -> ValidationPlan:
@@ -315,7 +318,7 @@ def _model(m: dict) -> ModelPlan:
     except ConfigError as exc:
         raise ConfigValueError(f"config.model (name={name!r}, embedding_dim={dim}, "
                                f"kwargs={kwargs}): {exc}") from exc
-    return ModelPlan(name, dim, dict(kwargs))
+    return ModelPlan(name, dim, types.MappingProxyType(dict(kwargs)))
 
 
 def _image_size(size) -> tuple[int, int]:
@@ -345,8 +348,8 @@ def _distribution(d: dict) -> DistributionPlan:
     devices = d["devices"]
     if not isinstance(devices, (list, tuple)) or not all(isinstance(x, str) for x in devices):
         _fail_type("distribution.devices", devices, "a list of device names")
-    return DistributionPlan(_str(d["strategy"], "distribution.strategy", STRATEGIES),
-                            tuple(devices), _bool(d["sync_bn"], "distribution.sync_bn"))
+    strategy = _str(d["strategy"] or "default", "distribution.strategy", STRATEGIES)
+    return DistributionPlan(strategy, tuple(devices), _bool(d["sync_bn"], "distribution.sync_bn"))
 
 
 def _rptm(r: dict) -> RPTMPlan:
@@ -377,18 +380,19 @@ def _schedule(spec: dict, key: str) -> tuple[ScheduleConfig, str]:
     milestones = spec["milestones"]
     if not isinstance(milestones, (list, tuple)):
         _fail_type(f"{key}.milestones", milestones, "a list of steps (or epochs)")
+    when = _float if unit == "epoch" else _int        # epochs may be fractional
     s = ScheduleConfig(
         kind=kind, base_lr=_float(spec["base_lr"], f"{key}.base_lr", 0.0),
-        t0=_int(spec["t0"], f"{key}.t0", 0), t1=_int(spec["t1"], f"{key}.t1", 0),
-        warmup_steps=_int(spec["warmup_steps"], f"{key}.warmup_steps", 0),
+        t0=when(spec["t0"], f"{key}.t0", 0), t1=when(spec["t1"], f"{key}.t1", 0),
+        warmup_steps=when(spec["warmup_steps"], f"{key}.warmup_steps", 0),
         warmup_from=_float(spec["warmup_from"], f"{key}.warmup_from", 0.0),
-        milestones=tuple(_int(m, f"{key}.milestones", 0) for m in milestones),
+        milestones=tuple(when(m, f"{key}.milestones", 0) for m in milestones),
         gamma=_float(spec["gamma"], f"{key}.gamma", 0.0),
-        every=_int(spec["every"], f"{key}.every", 0),
+        every=when(spec["every"], f"{key}.every", 0),
         beta1_switch=_bool(spec["beta1_switch"], f"{key}.beta1_switch"))
     try:                               # t1 > t0, warm-up before t0, a period for "step"
-        learning_rate(s, 0)
-    except (TypeError, ValueError) as exc:
+        check(s)
+    except ValueError as exc:
         raise ConfigValueError(f"config.{key}: {exc}") from exc
     return s, unit
 
@@ -420,9 +424,16 @@ def _stages(c: dict) -> tuple[StagePlan, ...]:
             _fail_type(f"{key}.schedule", schedule_spec, "a dict of schedule keys")
         schedule, schedule_unit = _schedule({**c["schedule"], **schedule_spec},
                                             f"{key}.schedule" if schedule_spec else "schedule")
+        own = bool(spec["losses"])
+        terms = tuple(parse_losses(spec["losses"] if own else c["losses"],
+                                   f"config.{key}.losses" if own else "config.losses"))
+        if not terms:
+            raise ConfigValueError(f"config.{key + '.losses' if own else 'losses'}: every term "
+                                   "has weight 0; a stage trains at least one")
         out.append(StagePlan(
-            steps=_int(spec["steps"], f"{key}.steps" if c["stages"] else "total_steps", 0),
-            unit=unit, terms=tuple(parse_losses(spec["losses"] or c["losses"])),
+            steps=(_float if unit == "epoch" else _int)(
+                spec["steps"], f"{key}.steps" if c["stages"] else "total_steps", 0),
+            unit=unit, terms=terms,
             freeze_backbone=_bool(spec["freeze_backbone"], f"{key}.freeze_backbone"),
             freeze_model=_bool(spec["freeze_model"], f"{key}.freeze_model"),
             schedule=schedule, schedule_unit=schedule_unit))
@@ -444,4 +455,9 @@ def _sampler(stages: tuple[StagePlan, ...]) -> str:
     if len(kinds) > 1:
         raise ConfigValueError(f"config.losses: the terms need different batch samplers "
                                f"({', '.join(kinds)}); one run uses one sampler")
+    for stage in stages:     # Objective checks it too, with the dataset's attribute count
+        reserving = [t.name for t in stage.terms if t.reserved_dims(1)]
+        if len(reserving) > 1:
+            raise ConfigValueError(f"config.losses: {' and '.join(reserving)} both reserve "
+                                   "leading feature dimensions; one term at most can")
     return kinds[0] if kinds else "pk"

@@ -28,7 +28,7 @@ import tensorflow as tf
 KINDS = ("constant", "exponential", "warmup_step", "step")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
     kind: str = "constant"
     base_lr: float = 1e-3
@@ -42,29 +42,37 @@ class ScheduleConfig:
     beta1_switch: bool = True         # exponential: Adam beta1 0.9 -> 0.5 at t0
 
 
+def check(config: ScheduleConfig) -> ScheduleConfig:
+    """``config`` if it describes a schedule, else a ValueError saying why (plain Python:
+    checking a config must not start TensorFlow's runtime)."""
+    if config.kind not in KINDS:
+        raise ValueError(f"schedule kind must be one of {KINDS}, got {config.kind!r}")
+    if config.kind == "exponential":
+        if config.t1 <= config.t0:
+            raise ValueError(f"exponential schedule needs t1 > t0 (t0={config.t0}, "
+                             f"t1={config.t1})")
+        if config.warmup_steps > config.t0:
+            raise ValueError(f"exponential schedule: warmup_steps ({config.warmup_steps}) "
+                             f"must not exceed t0 ({config.t0})")
+    if config.kind == "step" and config.every <= 0:
+        raise ValueError("step schedule needs every > 0")
+    return config
+
+
 def learning_rate(config: ScheduleConfig, step):
     """The learning rate at ``step`` (works on Python numbers and tensors)."""
-    kind = config.kind
-    if kind not in KINDS:
-        raise ValueError(f"schedule kind must be one of {KINDS}, got {kind!r}")
+    kind = check(config).kind
     step = tf.cast(step, tf.float32)
     base = tf.constant(config.base_lr, tf.float32)
     if kind == "constant":
         return base
     if kind == "exponential":
-        if config.t1 <= config.t0:
-            raise ValueError(f"exponential schedule needs t1 > t0 (t0={config.t0}, t1={config.t1})")
-        if config.warmup_steps > config.t0:
-            raise ValueError(f"exponential schedule: warmup_steps ({config.warmup_steps}) "
-                             f"must not exceed t0 ({config.t0})")
         frac = tf.clip_by_value((step - config.t0) / float(config.t1 - config.t0), 0.0, 1.0)
         return _warmup(config, step, base * tf.pow(0.001, frac))
     if kind == "warmup_step":
         drops = sum(tf.cast(step >= m, tf.float32) for m in config.milestones) \
             if config.milestones else tf.constant(0.0)
         return _warmup(config, step, base * tf.pow(config.gamma, drops))
-    if config.every <= 0:
-        raise ValueError("step schedule needs every > 0")
     return base * tf.pow(config.gamma, tf.floor(step / float(config.every)))
 
 

@@ -126,8 +126,8 @@ class Term:
     coupled: ClassVar[bool] = True
     exports_head: ClassVar[bool] = False       # final.keras keeps the head as an output
 
-    def __init__(self, weight: float = 1.0, **options):
-        where = f"config.losses.{self.name}"
+    def __init__(self, weight: float = 1.0, where: str = "config.losses", **options):
+        where = f"{where}.{self.name}"
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
             raise ConfigTypeError(f"{where}.weight={weight!r}: expected a number")
         self.weight = float(weight)
@@ -207,6 +207,9 @@ class Lifted(_TripletFamilyTerm):
     def sampler(self):
         return "random_triplets" if self.o["pairs"] == "triplets" else None
 
+    def check_plan(self, plan) -> None:
+        _check_triplet_batch(self, plan)
+
     def __call__(self, x: Inputs) -> tf.Tensor:
         feats = x.global_emb
         if self.o["features"] == "normalized":
@@ -248,6 +251,9 @@ class Triplet(Term):
     @property
     def sampler(self):
         return {"ohm": "ohm", "random": "random_triplets"}.get(self.o["mining"])
+
+    def check_plan(self, plan) -> None:
+        _check_triplet_batch(self, plan)
 
     def __call__(self, x: Inputs) -> tf.Tensor:
         if self.o["mining"] in ("ohm", "random"):      # batches of consecutive (a, p, n)
@@ -511,21 +517,33 @@ class RPTM(Term):
                                    margin=self.o["margin"], metric=self.o["metric"])
 
 
-def parse_losses(losses: dict) -> list[Term]:
+def _check_triplet_batch(term: Term, plan) -> None:
+    """A triplet sampler's batch holds P x K // 3 triplets: at least one."""
+    if term.sampler and plan.batch.p * plan.batch.k < 3:
+        raise ConfigValueError(f"config.batch: {term.name} draws (P x K) // 3 triplets per "
+                               f"batch, and P x K = {plan.batch.p * plan.batch.k} gives none")
+
+
+def parse_losses(losses: dict, where: str = "config.losses") -> list[Term]:
     """``{"name": {"weight": w, **options}}`` -> terms (zero-weight ones dropped);
-    unknown names, unknown options and wrong types are refused, named."""
+    unknown names, unknown options and wrong types are refused, named (``where``: the
+    config key the losses come from)."""
     if not losses:
-        raise ConfigValueError("config.losses is empty: name at least one loss term")
+        raise ConfigValueError(f"{where} is empty: name at least one loss term")
+    if not hasattr(losses, "items"):
+        raise ConfigTypeError(f"{where}={losses!r}: expected a dict of terms "
+                              "(e.g. {batch_hard: {weight: 1.0}})")
     terms = []
     for name, spec in dict(losses).items():
         if name not in TERMS:
-            raise ConfigError(f"config.losses.{name}: unknown loss term; known: "
-                              f"{', '.join(TERMS)}")
+            raise ConfigError(f"{where}.{name}: unknown loss term; known: {', '.join(TERMS)}")
         if spec is not None and not hasattr(spec, "items"):
-            raise ConfigTypeError(f"config.losses.{name}={spec!r}: expected a dict of options "
+            raise ConfigTypeError(f"{where}.{name}={spec!r}: expected a dict of options "
                                   "(e.g. {weight: 1.0})")
         spec = dict(spec or {})
-        term = TERMS[name](**spec)
+        if "where" in spec:
+            raise ConfigError(f"{where}.{name}.where: unknown option")
+        term = TERMS[name](where=where, **spec)
         if term.weight:
             terms.append(term)
     return terms

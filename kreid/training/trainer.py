@@ -34,8 +34,8 @@ import dataclasses
 import json
 import logging
 import math
-from typing import Any
 import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf

@@ -39,6 +39,43 @@ def test_records_say_what_every_consumer_needs():
     assert formats.resolve(None) == list(formats.FORMATS)
 
 
+def test_the_registry_refuses_a_clashing_record():
+    def write(job, path, written):
+        return {}
+
+    with pytest.raises(ValueError, match="'tflite_int8' is registered already"):
+        formats.register(formats.Format("tflite_int8", ".x.tflite", write, runtime="tflite"))
+    with pytest.raises(ValueError, match="suffix '.int8.tflite' is tflite_int8's"):
+        formats.register(formats.Format("mine", ".int8.tflite", write, runtime="tflite"))
+    with pytest.raises(ValueError, match="an integer format needs a runtime"):
+        formats.register(formats.Format("mine", ".mine", write, integer=True))
+    assert "mine" not in formats.FORMATS
+
+
+def test_an_unfinished_file_is_removed_and_the_temporaries_too(tmp_path, monkeypatch):
+    """A fidelity check that fails leaves no sidecar-less file (the next export would refuse
+    the folder as someone else's), and the job's temporary SavedModel goes with it."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("runtime crashed")
+
+    monkeypatch.setattr(convert, "int8_fidelity", broken)
+    spec = convert.ExportSpec(SIZE, "scale", "tiny")
+    with pytest.raises(RuntimeError, match="runtime crashed"):
+        formats.export_all(_tiny_model(), str(tmp_path / "out"), spec, ["tflite_int8"],
+                           _calibration())
+    assert os.listdir(tmp_path / "out") == []
+    assert not [f for f in os.listdir(tmp_path / "tmp") if f.startswith(".kreid-export-")]
+    monkeypatch.undo()
+    paths = formats.export_all(_tiny_model(), str(tmp_path / "out"), spec,
+                               ["tflite_float32", "saved_model"])
+    assert sorted(paths) == ["saved_model", "tflite_float32"]
+
+
 def test_a_dependency_is_written_first_and_each_sidecar_once(tmp_path, monkeypatch):
     model = _tiny_model()
     spec = convert.ExportSpec(SIZE, "scale", "tiny", "f" * 16)
@@ -66,7 +103,7 @@ def test_a_new_format_is_one_record(tmp_path, synthetic_root):
         convert.tflite(job.saved_model_dir(), path, "float16")
         return {"note": "a float16 twin"}
 
-    formats.register(formats.Format("test_half", ".half.tflite", write, runtime="tflite"))
+    formats.register(formats.Format("test_half", ".half.bin", write, runtime="tflite"))
     try:
         model = _tiny_model()
         keras_path = save_trained_model(model, {}, str(tmp_path), "tiny", "synthetic", SIZE,
@@ -76,7 +113,7 @@ def test_a_new_format_is_one_record(tmp_path, synthetic_root):
                                            ["test_half"], latency_runs=2)
         (row,) = [r for r in table["rows"] if r["format"] == "test_half"]
         assert row["cosine"] > 0.999 and abs(row["delta_mAP"]) < 1.0
-        path = str(tmp_path / "out" / "tiny.half.tflite")
+        path = str(tmp_path / "out" / "tiny.half.bin")     # loaded by the runtime its sidecar names
         meta = json.load(open(path + ".json"))
         assert meta["runtime"] == "tflite" and meta["note"] == "a float16 twin"
         x = _calibration(2)

@@ -220,7 +220,7 @@ def test_a_collapsed_int8_file_is_reported(tmp_path, caplog):
     dense.set_weights([kernel * 1e-3, bias + np.array([5000.0, 0, 0, 0, 0, 0])])
     cal = np.random.default_rng(0).uniform(0, 1, (24, 16, 8, 3)).astype(np.float32)
     spec = convert.ExportSpec((16, 8), "none", "offset")
-    with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
+    with caplog.at_level(logging.WARNING, logger="kreid.export.formats"):
         path = formats.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
                                   int8_ranges="minmax")["tflite_int8"]
     fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
@@ -252,7 +252,7 @@ def test_a_collapse_behind_a_few_outlier_images_is_reported(tmp_path, caplog):
     cal = np.random.default_rng(0).uniform(0, 1, (24, 16, 8, 3)).astype(np.float32)
     cal[[5, 17]] *= 300.0
     spec = convert.ExportSpec((16, 8), "none", "outliers")
-    with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
+    with caplog.at_level(logging.WARNING, logger="kreid.export.formats"):
         path = formats.export_all(model, str(tmp_path), spec, ["tflite_int8"], cal,
                                   int8_ranges="minmax")["tflite_int8"]
     fidelity = json.load(open(path + ".json"))["calibration_fidelity"]
@@ -348,7 +348,7 @@ def test_image_mse_keeps_a_model_that_outlier_images_collapse(tmp_path, caplog):
     fidelity = {}
     for method in ("minmax", "image_mse"):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="kreid.export.convert"):
+        with caplog.at_level(logging.WARNING, logger="kreid.export.formats"):
             path = formats.export_all(model, str(tmp_path / method), spec, ["tflite_int8"], cal,
                                       int8_ranges=method)["tflite_int8"]
         fidelity[method] = json.load(open(path + ".json"))["calibration_fidelity"]

@@ -69,6 +69,14 @@ def test_the_plan_is_frozen():
                                                       r"'lunett'; registered: .*lunet"),
     ({"augment": {"erasing_prob": 1.5}}, ConfigValueError, r"erasing_prob=1.5: a probability"),
     ({"total_steps": 0}, ConfigValueError, r"config.total_steps: set it \(or config.epochs\)"),
+    ({"schedule": {"base_lr": float("nan")}}, ConfigTypeError, r"base_lr=nan: expected a finite"),
+    ({"batch": {"p": float("inf")}}, ConfigTypeError, r"config.batch.p=inf: expected an integer"),
+    ({"losses": ["batch_hard"]}, ConfigTypeError, r"config.losses=\['batch_hard'\]: expected a "
+                                                  r"dict of terms"),
+    ({"stages": [{"steps": 2, "losses": {"mpn": {"x": 1}}}]}, ConfigError,
+     r"config.stages\[0\].losses.mpn.x: unknown option"),
+    ({"losses": {"batch_hard": {"weight": 0.0}}}, ConfigValueError,
+     r"config.losses: every term has weight 0"),
 ])
 def test_wrong_keys_types_and_values_are_named(config, error, says):
     with pytest.raises(error, match=says):
@@ -89,6 +97,53 @@ def test_impossible_combinations_are_refused():
         plan_.resolve({"stages": [{"steps": 2}, {"steps": 2, "schedule": {"t0": 5, "t1": 5}}]})
     with pytest.raises(ConfigValueError, match="every stage has 0 steps"):
         plan_.resolve({"stages": [{"steps": 0}]})
+    with pytest.raises(ConfigValueError, match=r"config.stages\[0\].steps: missing"):
+        plan_.resolve({"stages": [{"losses": {"batch_hard": {}}}]})
+    with pytest.raises(ConfigValueError, match=r"P x K = 2 gives none"):
+        plan_.resolve({"batch": {"p": 1, "k": 2}, "losses": {"triplet": {"mining": "random"}}})
+    with pytest.raises(ConfigValueError, match="attributes and test_reserving both reserve"):
+        from kreid.training import terms
+
+        @terms.register
+        class Reserving(terms.Term):
+            name = "test_reserving"
+
+            def reserved_dims(self, num_attributes):
+                return 2
+        try:
+            plan_.resolve({"losses": {"attributes": {}, "test_reserving": {}}})
+        finally:
+            del terms.TERMS["test_reserving"]
+
+
+def test_values_the_old_config_reading_took():
+    """0 checkpoints kept means all of them; "" is the default strategy; epochs may be
+    fractional (floored once in steps, as before)."""
+    assert plan_.resolve({"keep_checkpoints": 0}).keep_checkpoints == 0
+    assert plan_.resolve({"distribution": {"strategy": ""}}).distribution.strategy == "default"
+    p = plan_.resolve({"stage_unit": "epoch", "stages": [{"steps": 1.5}],
+                       "schedule": {"kind": "step", "every": 0.5, "unit": "epoch"}})
+    assert p.stages[0].num_steps(7) == 10 and p.stages[0].schedule_in_steps(7).every == 3
+
+
+def test_resolving_does_not_start_tensorflow(tmp_path):
+    """bin/train.py resolves its config before it sets up devices (--logical_cpus) and
+    strategies (multi_worker), which must come before TensorFlow's runtime starts."""
+    import subprocess
+    import sys
+
+    code = ("import tensorflow as tf\n"
+            "from kreid.training import plan\n"
+            "from kreid.training.config import load_config_file\n"
+            "import glob\n"
+            "for f in sorted(glob.glob('configs/*.py')): plan.resolve(load_config_file(f))\n"
+            "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+            "tf.config.set_logical_device_configuration(cpu, "
+            "[tf.config.LogicalDeviceConfiguration()] * 2)\n"
+            "print(len(tf.config.list_logical_devices('CPU')))\n")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().endswith("2"), out.stderr[-2000:]
 
 
 def test_stages_terms_and_epoch_units():
