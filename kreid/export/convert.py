@@ -172,6 +172,17 @@ def _converter(saved_model_dir: str, mode: str, calibration: np.ndarray | None,
                                                     for i in range(len(calibration)))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
+    elif mode == "int16x8":     # int16 activations, int8 weights (TFLite's 16x8 scheme)
+        if calibration is None:
+            raise ValueError("int16x8 needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calibration[i:i + 1]]
+                                                    for i in range(len(calibration)))
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    elif mode == "fake_quant":  # a quantization-aware model: its fake-quant ranges, no data
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
     elif mode != "float32":
         raise ValueError(f"unknown TFLite mode {mode!r}")
     return converter
@@ -207,7 +218,10 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
            summary: dict | None = None) -> str:
     """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
     int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`,
-    whose summary goes into ``summary`` when given)."""
+    whose summary goes into ``summary`` when given) | int16x8 (int16 activations, int8
+    weights, float input and output) | fake_quant (the SavedModel of a quantization-aware
+    model, :mod:`kreid.models.qat`: full integer from its fake-quant ranges, no
+    calibration, ``io_type`` as for int8)."""
     ranges.check(int8_ranges)
     clip = mode == "int8" and int8_ranges != "minmax"
     if clip:          # the settings fail as they would in _converter, before any work

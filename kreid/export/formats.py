@@ -43,10 +43,18 @@ class ExportJob:
     calibration: np.ndarray | None = None
     io_type: str = "int8"               # full-integer TFLite input/output type
     int8_ranges: str = ranges.DEFAULT   # activation ranges of tflite_int8
-    _work: str = ""                     # temporary folder (the converters' SavedModel)
+    qat_model: Any = None               # a quantization-aware model's fake-quant graph
+    _work: str = ""                     # temporary folder (the converters' SavedModels)
     _saved_model: str = ""
+    _qat_saved_model: str = ""
 
     def __post_init__(self):
+        from kreid.models import qat
+
+        if self.qat_model is None and qat.is_qat(self.model):
+            # a quantization-aware model: its fake-quant graph for the QAT formats, its
+            # float view (same weights, no quantization op) for every other format
+            self.qat_model, self.model = self.model, qat.float_view(self.model)
         ranges.check(self.int8_ranges)              # before anything is written
         convert.io_dtype_name(self.io_type)
         if self.calibration is not None:
@@ -87,18 +95,33 @@ class ExportJob:
         return cls(model, spec, calibration, io_type, int8_ranges)
 
     def saved_model_dir(self) -> str:
-        """The model as a SavedModel in a temporary folder (made once, removed by
+        """The (float) model as a SavedModel in a temporary folder (made once, removed by
         :meth:`close`): the TFLite converters' input, never a user's file."""
         if not self._saved_model:
-            self._work = tempfile.mkdtemp(prefix=".kreid-export-")
             self._saved_model = convert.saved_model(
-                self.model, os.path.join(self._work, "model.savedmodel"))
+                self.model, os.path.join(self._work_dir(), "model.savedmodel"))
         return self._saved_model
+
+    def qat_saved_model_dir(self) -> str:
+        """The quantization-aware model's fake-quant graph as a SavedModel (temporary)."""
+        if self.qat_model is None:
+            raise ValueError("not a quantization-aware model")
+        if not self._qat_saved_model:
+            self._qat_saved_model = convert.saved_model(
+                self.qat_model, os.path.join(self._work_dir(), "qat.savedmodel"))
+        return self._qat_saved_model
+
+    def _work_dir(self) -> str:
+        if not self._work:
+            self._work = tempfile.mkdtemp(prefix=".kreid-export-")
+        return self._work
 
     def close(self) -> None:
         if self._work:
             shutil.rmtree(self._work, ignore_errors=True)
-            self._work = self._saved_model = ""
+            self._work = self._qat_saved_model = ""
+            if not os.path.exists(self._saved_model):
+                self._saved_model = ""
 
     def __enter__(self) -> "ExportJob":
         return self
@@ -119,8 +142,10 @@ class Format:
     runtime: str | None = None       # the kreid_edge runtime that runs it (None: not scored)
     calibrated: bool = False         # needs calibration images
     integer: bool = False            # integer arithmetic: fidelity checked when written
+    #                                  (on the calibration images, when the job has them)
     layer_report: bool = False       # TFLite's per-layer quantization error applies
     depends: tuple[str, ...] = ()    # formats written first (their files kept)
+    needs_qat: bool = False          # only of a quantization-aware model (embedding.qat.keras)
 
 
 FORMATS: dict[str, Format] = {}
@@ -143,14 +168,22 @@ def register(fmt: Format) -> Format:
     return fmt
 
 
-def resolve(formats: Sequence[str] | str | None) -> list[str]:
-    """The names asked for (None or empty: every format), checked against the registry."""
+def resolve(formats: Sequence[str] | str | None, job: ExportJob | None = None) -> list[str]:
+    """The names asked for (None or empty: every format, of ``job``'s model every format
+    it has), checked against the registry (and against ``job``: a quantization-aware
+    format of a float model is refused, named)."""
     if isinstance(formats, str):
         formats = [formats]
-    names = list(formats or FORMATS)
+    qat = job is None or job.qat_model is not None
+    names = list(formats or [n for n, f in FORMATS.items() if qat or not f.needs_qat])
     unknown = [f for f in names if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown formats {unknown}; choose from {tuple(FORMATS)}")
+    if not qat:
+        wrong = [f for f in names if FORMATS[f].needs_qat]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: only of a quantization-aware model "
+                             "(embedding.qat.keras, written by a run with config.qat.steps)")
     return names
 
 
@@ -174,6 +207,11 @@ def _tflite(mode: str) -> Callable[[ExportJob, str, dict], dict]:
     return write
 
 
+def _tflite_qat(job: ExportJob, path: str, written: dict) -> dict:
+    convert.tflite(job.qat_saved_model_dir(), path, "fake_quant", io_type=job.io_type)
+    return {"io_type": job.io_type, "int8_ranges": "qat"}
+
+
 def _onnx_float(job: ExportJob, path: str, written: dict) -> dict:
     convert.onnx_float(job.model, path)
     return {}
@@ -191,6 +229,10 @@ register(Format("tflite_dynamic_int8", ".dynamic_int8.tflite", _tflite("dynamic_
                 runtime="tflite", layer_report=True))
 register(Format("tflite_int8", ".int8.tflite", _tflite("int8"), runtime="tflite",
                 calibrated=True, integer=True, layer_report=True))
+register(Format("tflite_int16x8", ".int16x8.tflite", _tflite("int16x8"), runtime="tflite",
+                calibrated=True, integer=True))
+register(Format("tflite_qat_int8", ".qat_int8.tflite", _tflite_qat, runtime="tflite",
+                integer=True, needs_qat=True))
 register(Format("onnx_float32", ".float32.onnx", _onnx_float, runtime="onnx"))
 register(Format("onnx_int8", ".int8.onnx", _onnx_int8, runtime="onnx", calibrated=True,
                 integer=True, depends=("onnx_float32",)))
@@ -219,7 +261,7 @@ def write_formats(job: ExportJob, out_dir: str,
     and kept too). An existing file kreid did not write is never replaced
     (:func:`kreid.export.convert.check_replaceable`), checked for every file first."""
     convert.quiet_converters()
-    asked = resolve(formats)
+    asked = resolve(formats, job)
     todo = _order(asked)
     needs = [f for f in todo if FORMATS[f].calibrated]
     if needs and job.calibration is None:
@@ -236,7 +278,7 @@ def write_formats(job: ExportJob, out_dir: str,
             extra = dict(fmt.write(job, path, written))
             if fmt.runtime:
                 extra["runtime"] = fmt.runtime
-            if fmt.integer:
+            if fmt.integer and job.calibration is not None:   # a QAT file may have none
                 extra["calibration_fidelity"] = _fidelity(job, fmt, path)
         except BaseException:
             # a file kreid wrote but could not finish has no sidecar yet: it would make the

@@ -79,8 +79,10 @@ def build(name: str, input_shape=(128, 64, 3), embedding_dim: int | None = None,
 def load_model(path: str) -> keras.Model:
     """A saved ``.keras`` model of kreid (embedding.keras, final.keras), in any process:
     every layer they can hold (LuNet's pool padding, the channel slice, the classifier
-    heads) is registered before loading; safe mode, no compile."""
+    heads, the quantization-aware layers) is registered before loading; safe mode, no
+    compile."""
     import kreid.models.heads  # noqa: F401
+    import kreid.models.qat  # noqa: F401
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")

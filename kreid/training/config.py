@@ -45,6 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
     # multi-stage runs: a list of dicts with the keys of stage_defaults() below
     c.stages = []
     c.stage_unit = "step"              # unit of the stages' "steps": step | epoch
+    # quantization-aware training (kreid.models.qat): steps > 0 appends a stage that
+    # fine-tunes the trained model with int8 fake quantization (the last stage's loss terms,
+    # Adam from base_lr, decayed as Eq. 9 over its second half), its activation ranges
+    # first set by the export's calibration (ranges, on calibration_images training
+    # images); the run then also writes embedding.qat.keras
+    c.qat = dict(steps=0, base_lr=5e-5, calibration_images=200, ranges="image_mse")
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.log_every = 100

@@ -97,6 +97,14 @@ class OHMPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class QATPlan:
+    steps: int                 # 0: no quantization-aware stage
+    base_lr: float
+    calibration_images: int
+    ranges: str                # the initial activation ranges (kreid.export.ranges method)
+
+
+@dataclasses.dataclass(frozen=True)
 class FinalEvalPlan:
     enabled: bool
     tta: str
@@ -124,6 +132,7 @@ class StagePlan:
     freeze_model: bool
     schedule: ScheduleConfig
     schedule_unit: str
+    qat: bool = False          # trains the fake-quantized twin (kreid.models.qat)
 
     def num_steps(self, steps_per_epoch: int) -> int:
         return int(self.steps * (steps_per_epoch if self.unit == "epoch" else 1))
@@ -163,6 +172,7 @@ class Plan:
     distribution: DistributionPlan
     rptm: RPTMPlan
     ohm: OHMPlan
+    qat: QATPlan
     final_eval: FinalEvalPlan
     config: Mapping[str, Any]
 
@@ -251,7 +261,10 @@ def resolve(config) -> Plan:
     batch = BatchPlan(_int(c["batch"]["p"], "batch.p", 1), _int(c["batch"]["k"], "batch.k", 1),
                       _str(c["batch"]["short"], "batch.short", SHORT_POLICIES),
                       _bool(c["batch"]["camera_balanced"], "batch.camera_balanced"))
+    qat = _qat(c["qat"])
     stages = _stages(c)
+    if qat.steps:
+        stages = (*stages, _qat_stage(qat, stages[-1]))
     plan = Plan(
         seed=seed,
         deterministic=_bool(c["deterministic"], "deterministic"),
@@ -276,6 +289,7 @@ def resolve(config) -> Plan:
         rptm=_rptm(c["rptm"]),
         ohm=OHMPlan(_int(c["ohm"]["every"], "ohm.every", 1),
                     _int(c["ohm"]["identities"], "ohm.identities", 2)),
+        qat=qat,
         final_eval=_final_eval(c["final_eval"]),
         config=types.MappingProxyType(c))
     for stage in plan.stages:          # what a term needs of the rest of the plan
@@ -358,6 +372,23 @@ def _rptm(r: dict) -> RPTMPlan:
                     _str(r["side"], "rptm.side", SELECTION_SIDES),
                     _bool(r["with_rotation"], "rptm.with_rotation"),
                     _int(r["workers"], "rptm.workers", 1), _str(r["cache_dir"], "rptm.cache_dir"))
+
+
+def _qat(q: dict) -> QATPlan:
+    from kreid.export.ranges import METHODS
+
+    return QATPlan(_int(q["steps"], "qat.steps", 0), _float(q["base_lr"], "qat.base_lr", 0.0),
+                   _int(q["calibration_images"], "qat.calibration_images", 8),
+                   _str(q["ranges"], "qat.ranges", METHODS))
+
+
+def _qat_stage(qat: QATPlan, last: StagePlan) -> StagePlan:
+    """The quantization-aware stage after the float ones: the last stage's terms, Adam from
+    ``qat.base_lr``, decayed as Eq. (9) over its second half (beta1 kept at 0.9)."""
+    half = qat.steps // 2
+    schedule = dataclasses.replace(ScheduleConfig(), kind="exponential", base_lr=qat.base_lr,
+                                   t0=half, t1=max(qat.steps, half + 1), beta1_switch=False)
+    return StagePlan(qat.steps, "step", last.terms, False, False, schedule, "step", qat=True)
 
 
 def _final_eval(f: dict) -> FinalEvalPlan:

@@ -49,6 +49,7 @@ from kreid.training.artifacts import save_trained_model
 from kreid.training.distribute import Replicas
 from kreid.training.objective import Objective
 from kreid.training.plan import resolve
+from kreid.training.qat_stage import QATStage
 from kreid.training.samplers import make_sampler
 from kreid.training.writer import MetricsWriter
 from kreid_edge.files import write_text
@@ -75,6 +76,8 @@ class TrainResult:
     step: int
     precision: str               # what config.precision resolved to here
     scalars: dict                # the last logged training scalars (+ validation)
+    qat_path: str = ""           # embedding.qat.keras after a quantization-aware stage
+    qat_embedder: Any = None     # its fake-quantized model (kreid.models.qat)
 
 
 class Trainer:
@@ -115,6 +118,9 @@ class Trainer:
                                     p.histogram_every)
         self.step, self.stage = 0, 0
         self.saved_optimizer: dict = {}     # optimizer values of a resumed checkpoint
+        self.saved_qat: dict = {}           # activation ranges of a resumed QAT checkpoint
+        self.train_model = self.model       # what a step runs: the model or its QAT twin
+        self.qat: QATStage | None = None
         self.checkpoint_path = ""
         self._embedder = None
         self._precision_history: list[dict] = []
@@ -190,9 +196,11 @@ class Trainer:
 
     def _save(self, optimizer) -> None:
         if self.is_chief:
-            checkpoint.save(self._ckpt_dir(), self.step,
-                            {"model": self.model.weights, "heads": self._head_variables(),
-                             "optimizer": optimizer.variables}, {"stage": self.stage},
+            groups = {"model": self.model.weights, "heads": self._head_variables(),
+                      "optimizer": optimizer.variables}
+            if self.qat is not None:
+                groups["qat"] = self.qat.range_variables
+            checkpoint.save(self._ckpt_dir(), self.step, groups, {"stage": self.stage},
                             keep=self.plan.keep_checkpoints)
 
     def _restore(self) -> None:
@@ -208,6 +216,7 @@ class Trainer:
         # starts a fresh one (other variables, its own schedule)
         at_boundary = self.step in self.bounds[1:-1]
         self.saved_optimizer = {} if at_boundary else groups.get("optimizer", {})
+        self.saved_qat = {} if at_boundary else groups.get("qat", {})
         self.checkpoint_path = found[-1][1]
         self.writer.truncate(self.step)
         self._precision_history = self._recorded_precisions()
@@ -248,23 +257,64 @@ class Trainer:
         scalars: dict = {}
         while self.step < self.total_steps:
             self.stage = int(np.searchsorted(self.bounds, self.step, side="right") - 1)
+            if self.plan.stages[self.stage].qat and self.qat is None:
+                self._enter_qat(self.stage)
             scalars = self._run_stage(self.stage)
+        if self.qat is None and self.plan.stages[-1].qat:    # a finished QAT run, again
+            self._enter_qat(len(self.plan.stages) - 1)
+        if self.qat is None:
+            path = self._save_float_model()
+            return TrainResult(self.workdir, path, self.embedder(), self.dataset,
+                               self.train_records, self.val, self.step, self.precision,
+                               scalars)
+        path = os.path.join(self.workdir, "embedding.keras")
+        qat_path = ""
+        if self.is_chief:
+            qat_path = self.qat.save(self.workdir, self.plan.model.name,
+                                     self.plan.dataset.name, self.image_size,
+                                     self.preprocessing, self.step, self.plan.qat.steps)
+        from kreid.evaluation.embed import KerasEmbedder
+
+        float_embedder = KerasEmbedder(models.load_model(path), self.preprocessing, path)
+        return TrainResult(self.workdir, path, float_embedder, self.dataset,
+                           self.train_records, self.val, self.step, self.precision, scalars,
+                           qat_path, self.embedder())
+
+    def _save_float_model(self) -> str:
+        """The float model (float32 whatever it trained in) as ``embedding.keras`` with its
+        sidecar and ``final.keras`` with the terms' exported heads; "" on a non-chief."""
         self.model.trainable = True
         models.freeze_backbone(self.model, False)
         float_model = precision.float32_copy(self.model)
         if float_model is not self.model:     # saved, evaluated and exported in float32
             self.model, self._embedder = float_model, None
+            self.train_model = self.model
             self.embedding_model = self._embedding_model()
-        path = ""
-        if self.is_chief:
-            exported = {name: head for o in self.objectives
-                        for name, head in o.exported_heads.items()}
-            path = save_trained_model(self.embedding_model, exported, self.workdir,
-                                      self.plan.model.name, self.plan.dataset.name,
-                                      self.image_size, self.preprocessing, self.step,
-                                      self.precision)
-        return TrainResult(self.workdir, path, self.embedder(), self.dataset,
-                           self.train_records, self.val, self.step, self.precision, scalars)
+        if not self.is_chief:
+            return ""
+        exported = {name: head for o in self.objectives
+                    for name, head in o.exported_heads.items()}
+        return save_trained_model(self.embedding_model, exported, self.workdir,
+                                  self.plan.model.name, self.plan.dataset.name,
+                                  self.image_size, self.preprocessing, self.step,
+                                  self.precision)
+
+    def _enter_qat(self, index: int) -> None:
+        """Before the quantization-aware stage: the float model is saved (at the stage's
+        first step; resumed within the stage, it was saved then), and its twin built and
+        given its ranges (calibrated, or the checkpoint's)."""
+        with self.replicas.scope():
+            if self.step == self.bounds[index]:
+                self._save_float_model()
+            else:                             # resumed inside the stage: float32 for the twin
+                self.model = precision.float32_copy(self.model)
+                self.embedding_model = self._embedding_model()
+            self.qat = QATStage(self.model, self.reserved_dim)
+        self.qat.start(self.train_records, self.preprocessing, self.plan, self.saved_qat,
+                       self.checkpoint_path)
+        self.saved_qat = {}
+        self.train_model = self.qat.twin
+        self.embedding_model, self._embedder = self.qat.embedding_model(), None
 
     def _run_stage(self, index: int) -> dict:
         p, stage = self.plan, self.plan.stages[index]
@@ -311,7 +361,7 @@ class Trainer:
         if stage.freeze_model:
             self.model.trainable = False
         names = sorted(self.objectives[index].heads)
-        variables = self.model.trainable_variables + [
+        variables = self.train_model.trainable_variables + [
             v for n in names for v in self.heads[n].trainable_variables]
         with self.replicas.scope():
             optimizer = schedules.make_optimizer(self.plan.optimizer, schedule)
@@ -349,7 +399,7 @@ class Trainer:
 
     def _make_step(self, objective: Objective, optimizer, variables: list):
         seed0 = self.plan.seed
-        model, replicas = self.model, self.replicas
+        model, replicas = self.train_model, self.replicas
 
         def replica_fn(batch, step):
             gather = replicas.gather
@@ -482,4 +532,11 @@ def train(config, workdir: str, resume: bool = True, logical_cpus: int = 0) -> T
             report_dir=os.path.join(workdir, "report"), label=plan.model.name)
         print("test:", reports.summary_line(res))
         result.scalars["test"] = res
+        if result.qat_embedder is not None:     # the fake-quantized model, as int8 runs it
+            res, _, _ = runner.evaluate_embedder(
+                result.qat_embedder, result.dataset, tta=final.tta, metric=final.metric,
+                rerank=final.rerank, protocol=final.protocol,
+                report_dir=os.path.join(workdir, "report_qat"), label=f"{plan.model.name} qat")
+            print("test (quantization-aware, fake-quantized):", reports.summary_line(res))
+            result.scalars["test_qat"] = res
     return result

@@ -56,7 +56,7 @@ def exported(tmp_path_factory, synthetic_root):
 
 def test_every_format_written_with_sidecar(exported):
     _, _, paths, *_ = exported
-    assert set(paths) == set(formats.FORMATS)
+    assert set(paths) == {n for n, f in formats.FORMATS.items() if not f.needs_qat}
     for fmt, path in paths.items():
         assert os.path.exists(path) and os.path.isfile(path + ".json"), fmt
         meta = json.load(open(path + ".json"))

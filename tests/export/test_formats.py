@@ -28,10 +28,11 @@ def _calibration(n=16):
 
 def test_records_say_what_every_consumer_needs():
     assert list(formats.FORMATS) == ["saved_model", "tflite_float32", "tflite_float16",
-                                     "tflite_dynamic_int8", "tflite_int8", "onnx_float32",
-                                     "onnx_int8"]
+                                     "tflite_dynamic_int8", "tflite_int8", "tflite_int16x8",
+                                     "tflite_qat_int8", "onnx_float32", "onnx_int8"]
     calibrated = {n for n, f in formats.FORMATS.items() if f.calibrated}
-    assert calibrated == {"tflite_int8", "onnx_int8"}
+    assert calibrated == {"tflite_int8", "tflite_int16x8", "onnx_int8"}
+    assert [n for n, f in formats.FORMATS.items() if f.needs_qat] == ["tflite_qat_int8"]
     assert {n: f.runtime for n, f in formats.FORMATS.items()}["saved_model"] is None
     assert formats.FORMATS["onnx_int8"].depends == ("onnx_float32",)
     with pytest.raises(ValueError, match=r"unknown formats \['tflite_int4'\]; choose from"):
