@@ -3,10 +3,12 @@
     python bin/export.py --model=runs/c03/embedding.keras --dataset=cuhk03 \
         --root=../shared/data/cuhk03_labeled --out=runs/c03/export
 
-Writes SavedModel, TFLite float32/float16/dynamic-range int8/full int8 and
-ONNX float32/int8 (each with a sidecar .json) and, unless --nocompare, the
-quantized-accuracy table (quantized_accuracy.md / .json) on the dataset's
-query/gallery split.
+Writes every format of kreid.export.formats (SavedModel; TFLite float32,
+float16, dynamic-range int8, full int8, int16x8, mixed int8 with the most
+sensitive layers in float; ONNX float32 and int8; and for a quantization-aware
+model, embedding.qat.keras, its QAT int8 TFLite file), each with a sidecar
+.json, and, unless --nocompare, the quantized-accuracy table
+(quantized_accuracy.md / .json) on the dataset's query/gallery split.
 """
 
 import os
@@ -30,6 +32,9 @@ INT8_RANGES = flags.DEFINE_enum("int8_ranges", "image_mse",
                                 "activation ranges of tflite_int8: TFLite's calibrated "
                                 "min/max, or clipped (kreid.export.ranges; image_mse, the "
                                 "default, counts each calibration image the same)")
+MIXED = flags.DEFINE_integer("mixed_float_layers", 3,
+                             "tflite_mixed_int8: how many of the layers that add the largest "
+                             "int8 error (TFLite's QuantizationDebugger) stay in float")
 COMPARE = flags.DEFINE_bool("compare", True, "score every format and write the table")
 TTA = flags.DEFINE_enum("tta", "none", ["none", "center", "center_flip", "five", "five_flip"],
                         "test-time augmentation for the comparison")
@@ -55,12 +60,13 @@ def main(argv):
                                            protocol=PROTOCOL.value, threshold=THRESHOLD.value,
                                            io_type=IO_TYPE.value,
                                            preprocessing=PREPROCESSING.value, supply=SUPPLY,
-                                           int8_ranges=INT8_RANGES.value)
+                                           int8_ranges=INT8_RANGES.value,
+                                           mixed_float_layers=MIXED.value)
         print(compare.markdown_table(table))
         return
     for fmt, path in formats.export_keras_file(
             MODEL.value, OUT.value, ds.train, FORMATS.value, NUM_CAL.value, IO_TYPE.value,
-            PREPROCESSING.value, SUPPLY, INT8_RANGES.value).items():
+            PREPROCESSING.value, SUPPLY, INT8_RANGES.value, MIXED.value).items():
         print(f"{fmt}: {path}")
 
 

@@ -10,8 +10,6 @@ quantization error (RMSE / scale) and the worst ones are reported.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 
@@ -20,8 +18,8 @@ import numpy as np
 from kreid.evaluation import reports
 from kreid.evaluation.embed import KerasEmbedder, embed_records
 from kreid.evaluation.runner import score
+from kreid.export import convert, ranges
 from kreid.export import formats as formats_
-from kreid.export import ranges
 from kreid_edge.files import write_text
 
 
@@ -60,23 +58,8 @@ def cosine_to_reference(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def worst_layers(saved_model_dir: str, calibration: np.ndarray, top: int = 5) -> list[dict]:
     """Layers with the largest int8 quantization error (RMSE / scale), by QuantizationDebugger."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    data = lambda: ([calibration[i:i + 1]] for i in range(min(len(calibration), 32)))  # noqa: E731
-    converter.representative_dataset = data
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=data)
-    debugger.run()
-    buf = io.StringIO()
-    debugger.layer_statistics_dump(buf)
-    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
-    for r in rows:
-        scale = float(r.get("scale") or 0) or 1e-12
-        r["rmse/scale"] = float(np.sqrt(float(r.get("mean_squared_error") or 0))) / scale
-    rows.sort(key=lambda r: -r["rmse/scale"])
-    return [{"op": r.get("op_name"), "tensor": r.get("tensor_name"),
-             "rmse/scale": round(r["rmse/scale"], 4)} for r in rows[:top]]
+    return [{**r, "rmse/scale": round(r["rmse/scale"], 4)}
+            for r in convert.layer_errors(saved_model_dir, calibration)[:top]]
 
 
 def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
@@ -84,7 +67,8 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
                        protocol: str = "market", threshold: float = 1.0, io_type: str = "int8",
                        latency_runs: int = 30, debug: bool = True,
                        preprocessing: str | None = None, supply: str = "",
-                       int8_ranges: str = ranges.DEFAULT) -> dict:
+                       int8_ranges: str = ranges.DEFAULT,
+                       mixed_float_layers: int = formats_.MIXED_FLOAT_LAYERS) -> dict:
     """Export ``keras_path`` to ``formats`` and score every variant a kreid_edge runtime
     runs; writes ``quantized_accuracy.md`` and ``.json`` into ``out_dir`` and returns the
     table.
@@ -97,7 +81,8 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
     records = calibration_records if calibration_records is not None else dataset.train
     with formats_.ExportJob.from_keras_file(keras_path, formats, records, num_calibration,
                                             io_type, int8_ranges, preprocessing, supply,
-                                            calibrate=True) as job:
+                                            calibrate=True,
+                                            mixed_float_layers=mixed_float_layers) as job:
         paths = formats_.write_formats(job, out_dir, formats)
         float_emb = KerasEmbedder(job.model, job.spec.preprocessing, keras_path)
         fq = embed_records(float_emb, dataset.query, tta, progress=False)

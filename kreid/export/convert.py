@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from typing import Sequence
 
 import numpy as np
 
@@ -215,15 +216,18 @@ def calibrated_tflite(saved_model_dir: str, calibration: np.ndarray,
 
 def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray | None = None,
            io_type: str = "int8", int8_ranges: str = ranges.DEFAULT,
-           summary: dict | None = None) -> str:
+           summary: dict | None = None, float_nodes: Sequence[str] = ()) -> str:
     """``mode``: float32 | float16 | dynamic_int8 | int8 (full integer, ``io_type``
     int8/uint8/float32; activation ranges by ``int8_ranges``, see :mod:`kreid.export.ranges`,
     whose summary goes into ``summary`` when given) | int16x8 (int16 activations, int8
     weights, float input and output) | fake_quant (the SavedModel of a quantization-aware
     model, :mod:`kreid.models.qat`: full integer from its fake-quant ranges, no
-    calibration, ``io_type`` as for int8)."""
+    calibration, ``io_type`` as for int8). ``float_nodes`` (int8 only): the ops whose
+    output tensors these name stay in float (a mixed file, :func:`layer_errors`)."""
     ranges.check(int8_ranges)
-    clip = mode == "int8" and int8_ranges != "minmax"
+    if float_nodes and mode != "int8":
+        raise ValueError(f"float_nodes is for the int8 mode, not {mode!r}")
+    clip = mode == "int8" and (int8_ranges != "minmax" or bool(float_nodes))
     if clip:          # the settings fail as they would in _converter, before any work
         if calibration is None:
             raise ValueError("full-integer int8 needs calibration images")
@@ -233,7 +237,7 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
     try:
         if clip:
             data, clipped = ranges.clip(calibrated_tflite(saved_model_dir, calibration, io_type),
-                                        calibration, int8_ranges, dtype)
+                                        calibration, int8_ranges, dtype, float_nodes)
             if summary is not None:
                 summary.update(clipped)
         else:
@@ -245,6 +249,33 @@ def tflite(saved_model_dir: str, path: str, mode: str, calibration: np.ndarray |
                           + f" ({str(exc).strip().splitlines()[0][:300]})") from exc
     write_bytes(path, data)
     return path
+
+
+def layer_errors(saved_model_dir: str, calibration: np.ndarray, num: int = 32) -> list[dict]:
+    """Every quantized op of the full-integer model with its error, largest first: TFLite's
+    QuantizationDebugger, on ``num`` calibration images, RMSE of the op's int8 output
+    against its float output in units of the output's quantization step (``rmse/scale``).
+    ``tensor`` names the op's output, as :func:`tflite`'s ``float_nodes`` takes it."""
+    import csv
+    import io
+
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = lambda: ([calibration[i:i + 1]] for i in range(min(len(calibration), num)))  # noqa: E731
+    converter.representative_dataset = data
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=data)
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(r.get("scale") or 0) or 1e-12
+        rows.append({"op": r.get("op_name"), "tensor": r.get("tensor_name"),
+                     "rmse/scale": float(np.sqrt(float(r.get("mean_squared_error") or 0)))
+                     / scale})
+    return sorted(rows, key=lambda r: -r["rmse/scale"])
 
 
 def tflite_ops(path: str) -> list[str]:

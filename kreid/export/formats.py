@@ -34,6 +34,10 @@ from kreid.export.convert import ExportError, ExportSpec
 log = logging.getLogger(__name__)
 
 
+# tflite_mixed_int8 keeps this many of the most sensitive layers in float
+MIXED_FLOAT_LAYERS = 3
+
+
 @dataclasses.dataclass
 class ExportJob:
     """A float Keras embedding model and the settings of its export."""
@@ -44,6 +48,7 @@ class ExportJob:
     io_type: str = "int8"               # full-integer TFLite input/output type
     int8_ranges: str = ranges.DEFAULT   # activation ranges of tflite_int8
     qat_model: Any = None               # a quantization-aware model's fake-quant graph
+    mixed_float_layers: int = MIXED_FLOAT_LAYERS   # tflite_mixed_int8: layers kept float
     _work: str = ""                     # temporary folder (the converters' SavedModels)
     _saved_model: str = ""
     _qat_saved_model: str = ""
@@ -59,6 +64,8 @@ class ExportJob:
         convert.io_dtype_name(self.io_type)
         if self.calibration is not None:
             self.calibration = convert.check_calibration(self.calibration, self.spec)
+        if self.mixed_float_layers < 0:
+            raise ValueError(f"mixed_float_layers must be >= 0, got {self.mixed_float_layers}")
         h, w = self.spec.input_size
         if tuple(self.model.input_shape[1:3]) != (h, w):
             raise ValueError(f"model input {self.model.input_shape} does not match "
@@ -71,7 +78,8 @@ class ExportJob:
                         calibration_records=None, num_calibration: int = 200,
                         io_type: str = "int8", int8_ranges: str = ranges.DEFAULT,
                         preprocessing: str | None = None, supply: str = "",
-                        calibrate: bool = False) -> "ExportJob":
+                        calibrate: bool = False,
+                        mixed_float_layers: int = MIXED_FLOAT_LAYERS) -> "ExportJob":
         """The job of a ``.keras`` embedding model (its sidecar gives the preprocessing;
         ``preprocessing`` overrides it or stands in for a missing one, ``supply`` names
         the flag for the error); calibration images from ``calibration_records`` when a
@@ -92,7 +100,8 @@ class ExportJob:
                                  "(training images)")
             calibration = convert.calibration_images(
                 calibration_records, spec, min(num_calibration, len(calibration_records)))
-        return cls(model, spec, calibration, io_type, int8_ranges)
+        return cls(model, spec, calibration, io_type, int8_ranges,
+                   mixed_float_layers=mixed_float_layers)
 
     def saved_model_dir(self) -> str:
         """The (float) model as a SavedModel in a temporary folder (made once, removed by
@@ -207,6 +216,19 @@ def _tflite(mode: str) -> Callable[[ExportJob, str, dict], dict]:
     return write
 
 
+def _tflite_mixed(job: ExportJob, path: str, written: dict) -> dict:
+    """Full-integer int8 but for the ``job.mixed_float_layers`` ops that add the largest
+    error (:func:`kreid.export.convert.layer_errors`), which stay in float."""
+    errors = convert.layer_errors(job.saved_model_dir(), job.calibration)
+    keep = [r["tensor"] for r in errors[:job.mixed_float_layers]]
+    summary: dict = {}
+    convert.tflite(job.saved_model_dir(), path, "int8", job.calibration, job.io_type,
+                   job.int8_ranges, summary, float_nodes=keep)
+    return {"io_type": job.io_type, "int8_ranges": job.int8_ranges,
+            "float_layers": [k.split(";")[0] for k in keep],
+            **({"int8_ranges_summary": summary} if summary else {})}
+
+
 def _tflite_qat(job: ExportJob, path: str, written: dict) -> dict:
     convert.tflite(job.qat_saved_model_dir(), path, "fake_quant", io_type=job.io_type)
     return {"io_type": job.io_type, "int8_ranges": "qat"}
@@ -230,6 +252,8 @@ register(Format("tflite_dynamic_int8", ".dynamic_int8.tflite", _tflite("dynamic_
 register(Format("tflite_int8", ".int8.tflite", _tflite("int8"), runtime="tflite",
                 calibrated=True, integer=True, layer_report=True))
 register(Format("tflite_int16x8", ".int16x8.tflite", _tflite("int16x8"), runtime="tflite",
+                calibrated=True, integer=True))
+register(Format("tflite_mixed_int8", ".mixed_int8.tflite", _tflite_mixed, runtime="tflite",
                 calibrated=True, integer=True))
 register(Format("tflite_qat_int8", ".qat_int8.tflite", _tflite_qat, runtime="tflite",
                 integer=True, needs_qat=True))
@@ -320,11 +344,13 @@ def export_all(model, out_dir: str, spec: ExportSpec, formats: Sequence[str] | N
 def export_keras_file(keras_path: str, out_dir: str, calibration_records=None,
                       formats: Sequence[str] | None = None, num_calibration: int = 200,
                       io_type: str = "int8", preprocessing: str | None = None,
-                      supply: str = "", int8_ranges: str = ranges.DEFAULT) -> dict[str, str]:
+                      supply: str = "", int8_ranges: str = ranges.DEFAULT,
+                      mixed_float_layers: int = MIXED_FLOAT_LAYERS) -> dict[str, str]:
     """Export a ``.keras`` embedding model (with its sidecar, or ``preprocessing``) to
     ``formats``, calibrating int8 on ``calibration_records``; returns {format: path}."""
     with ExportJob.from_keras_file(keras_path, formats, calibration_records, num_calibration,
-                                   io_type, int8_ranges, preprocessing, supply) as job:
+                                   io_type, int8_ranges, preprocessing, supply,
+                                   mixed_float_layers=mixed_float_layers) as job:
         return write_formats(job, out_dir, formats)
 
 

@@ -42,6 +42,8 @@ converter as before. The samples take ``per_image`` x images x tensors floats
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 METHODS = ("minmax", "percentile", "mse", "image_mse")
@@ -203,14 +205,16 @@ def set_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> byt
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def quantize(calibrated: bytes, io_type) -> bytes:
+def quantize(calibrated: bytes, io_type, float_nodes: Sequence[str] = ()) -> bytes:
     """The full-integer model from a calibrated one, as TFLiteConverter makes it (its MLIR
     quantizer, then its read-only buffer deduplication), with ``io_type`` (a tf dtype) at
-    the input and output."""
+    the input and output; the ops whose outputs are named in ``float_nodes`` stay in float
+    (TFLite's selective quantization, as its QuantizationDebugger's denylist)."""
     from tensorflow.lite.python import convert
 
     return convert.deduplicate_readonly_buffers(convert.mlir_quantize(
-        calibrated, False, input_data_type=io_type, output_data_type=io_type))
+        calibrated, False, input_data_type=io_type, output_data_type=io_type,
+        denylisted_nodes=list(float_nodes) or None))
 
 
 def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
@@ -221,7 +225,7 @@ def recorded_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
 
 
 def clip(calibrated: bytes, calibration: np.ndarray, method: str,
-         io_type) -> tuple[bytes, dict]:
+         io_type, float_nodes: Sequence[str] = ()) -> tuple[bytes, dict]:
     """Replace every activation range of ``calibrated`` (:func:`kreid.export.convert.
     calibrated_tflite`) by ``method``'s, then quantize. Returns the int8 model and a
     summary: how many ranges got narrower and the median ratio of the new range's width to
@@ -237,4 +241,5 @@ def clip(calibrated: bytes, calibration: np.ndarray, method: str,
     summary = {"method": method, "tensors": len(recorded),
                "clipped": int(sum(r < 0.999 for r in ratios)),
                "median_width_ratio": round(float(np.median(ratios)), 4) if ratios else 1.0}
-    return quantize(set_ranges(calibrated, ranges) if ranges else calibrated, io_type), summary
+    return quantize(set_ranges(calibrated, ranges) if ranges else calibrated, io_type,
+                    float_nodes), summary

@@ -29,9 +29,10 @@ def _calibration(n=16):
 def test_records_say_what_every_consumer_needs():
     assert list(formats.FORMATS) == ["saved_model", "tflite_float32", "tflite_float16",
                                      "tflite_dynamic_int8", "tflite_int8", "tflite_int16x8",
-                                     "tflite_qat_int8", "onnx_float32", "onnx_int8"]
+                                     "tflite_mixed_int8", "tflite_qat_int8", "onnx_float32",
+                                     "onnx_int8"]
     calibrated = {n for n, f in formats.FORMATS.items() if f.calibrated}
-    assert calibrated == {"tflite_int8", "tflite_int16x8", "onnx_int8"}
+    assert calibrated == {"tflite_int8", "tflite_int16x8", "tflite_mixed_int8", "onnx_int8"}
     assert [n for n, f in formats.FORMATS.items() if f.needs_qat] == ["tflite_qat_int8"]
     assert {n: f.runtime for n, f in formats.FORMATS.items()}["saved_model"] is None
     assert formats.FORMATS["onnx_int8"].depends == ("onnx_float32",)
@@ -75,6 +76,37 @@ def test_an_unfinished_file_is_removed_and_the_temporaries_too(tmp_path, monkeyp
     paths = formats.export_all(_tiny_model(), str(tmp_path / "out"), spec,
                                ["tflite_float32", "saved_model"])
     assert sorted(paths) == ["saved_model", "tflite_float32"]
+
+
+def _op_dtypes(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path)
+    details = interp.get_tensor_details()
+    return [(op["op_name"], details[op["outputs"][0]]["dtype"])
+            for op in interp._get_ops_details() if op["op_name"] != "DELEGATE"]  # noqa: SLF001
+
+
+def test_mixed_int8_keeps_the_most_sensitive_layers_in_float(tmp_path):
+    """k = 0 is the full-integer file; k = 1 keeps exactly the op TFLite's debugger ranks
+    first in float, between a DEQUANTIZE and a QUANTIZE; int16x8 keeps int16 activations."""
+    model, cal = _tiny_model(), _calibration()
+    spec = convert.ExportSpec(SIZE, "scale", "tiny")
+    with formats.ExportJob(model, spec, cal, mixed_float_layers=0) as job:
+        zero = formats.write_formats(job, str(tmp_path / "k0"),
+                                     ["tflite_mixed_int8", "tflite_int8", "tflite_int16x8"])
+        worst = convert.layer_errors(job.saved_model_dir(), cal)[0]["tensor"]
+    assert _op_dtypes(zero["tflite_mixed_int8"]) == _op_dtypes(zero["tflite_int8"])
+    assert all(t == np.int16 for op, t in _op_dtypes(zero["tflite_int16x8"])
+               if op not in ("QUANTIZE", "DEQUANTIZE"))
+    with formats.ExportJob(model, spec, cal, mixed_float_layers=1) as job:
+        one = formats.write_formats(job, str(tmp_path / "k1"), ["tflite_mixed_int8"])
+    meta = json.load(open(one["tflite_mixed_int8"] + ".json"))
+    assert meta["float_layers"] == [worst.split(";")[0]]
+    ops = _op_dtypes(one["tflite_mixed_int8"])
+    floats = [op for op, t in ops if t == np.float32 and op not in ("DEQUANTIZE",)]
+    assert len(floats) == 1 and ("DEQUANTIZE", np.float32) in ops
+    assert [op for op, t in ops if t == np.int8 and op != "QUANTIZE"]
 
 
 def test_a_dependency_is_written_first_and_each_sidecar_once(tmp_path, monkeypatch):
