@@ -7,3 +7,10 @@ so that ``import kreid.data.datasets`` does not pull in TensorFlow.
 """
 
 __version__ = "0.1.0"
+
+import importlib.util as _util
+
+if _util.find_spec("tensorflow") is None:     # a check, not an import: this module stays light
+    raise ImportError('kreid needs TensorFlow, which comes with an extra: pip install -e ".[cpu]" '
+                      '(or ".[gpu]" for the CUDA build on Linux x86-64); make demo and make test '
+                      "install the CPU build themselves (make install TF=gpu for the other)")

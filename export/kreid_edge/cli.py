@@ -41,10 +41,18 @@ def _run(argv=None) -> int:
     match.add_argument("--gallery", required=True, help=".npz from enroll")
     match.add_argument("--query", required=True, nargs="+")
     match.add_argument("--top_k", type=int, default=5)
+    embed = sub.add_parser("embed", help="embeddings of a list of images, to a .npz")
+    embed.add_argument("--model", required=True)
+    embed.add_argument("--images", required=True,
+                       help="a text file with one image path per line")
+    embed.add_argument("--out", required=True, help="embeddings (.npz: embeddings, paths)")
+    embed.add_argument("--threads", type=int, default=None)
     for p in (enroll, match):
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
     args = parser.parse_args(argv)
+    if args.command == "embed":
+        return _embed(args)
     matcher = GalleryMatcher(load_embedder(args.model, args.threads), args.metric)
     if args.command == "enroll":
         images, ids = _gallery_folder(args.gallery)
@@ -55,6 +63,26 @@ def _run(argv=None) -> int:
     matcher.load(args.gallery)
     for path, result in zip(args.query, matcher.match(args.query, args.top_k)):
         print(path + ": " + ", ".join(f"{i} ({d:.3f})" for i, d in result))
+    return 0
+
+
+def _embed(args) -> int:
+    import numpy as np
+
+    from kreid_edge.files import atomic_write
+
+    if not os.path.isfile(args.images):
+        raise SystemExit(f"--images {args.images}: not a file (one image path per line)")
+    with open(args.images) as f:
+        paths = [line.strip() for line in f if line.strip()]
+    if not paths:
+        raise SystemExit(f"--images {args.images}: no image paths in it")
+    embedder = load_embedder(args.model, args.threads)
+    emb = embedder.embed_images(paths)
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"
+    with atomic_write(out, mode="wb", suffix=".npz") as f:
+        np.savez(f, embeddings=emb, paths=np.array(paths), fingerprint=embedder.fingerprint)
+    print(f"embedded {len(paths)} images -> {out}")
     return 0
 
 

@@ -104,9 +104,12 @@ def export_and_compare(keras_path: str, dataset, out_dir: str, formats=None,
                 row["worst_layers"] = worst_layers(job.saved_model_dir(), job.calibration)
             rows.append(row)
         num_calibration = 0 if job.calibration is None else len(job.calibration)
+    from kreid_edge import cpu
+
     table = {"model": keras_path, "protocol": protocol, "tta": tta, "threshold": threshold,
              "num_query": len(dataset.query), "num_gallery": len(dataset.gallery),
-             "num_calibration": num_calibration, "int8_ranges": int8_ranges, "rows": rows}
+             "num_calibration": num_calibration, "int8_ranges": int8_ranges,
+             "cpu": cpu.features(), "rows": rows}
     reports.write_json(table, os.path.join(out_dir, "quantized_accuracy.json"))
     write_text(os.path.join(out_dir, "quantized_accuracy.md"), markdown_table(table) + "\n")
     return table
@@ -133,6 +136,8 @@ def score_file(path: str, dataset, tta: str, protocol: str, ref: dict,
 
 
 def markdown_table(table: dict) -> str:
+    from kreid_edge import cpu
+
     def ms(v):
         return "-" if v is None else f"{v:.2f}"
 
@@ -140,6 +145,8 @@ def markdown_table(table: dict) -> str:
              f"{table['num_query']} queries x {table['num_gallery']} gallery, "
              f"{table['num_calibration']} calibration images, int8 activation ranges "
              f"{table.get('int8_ranges', 'minmax')})", "",
+             *([f"Latency measured on {cpu.describe(table['cpu'])}", ""] if table.get("cpu")
+               else []),
              "| format | size (MB) | mAP | rank-1 | delta mAP (pts) | cosine to float | "
              "max abs diff | ms/img 1 thread | ms/img 2 threads |",
              "|---|---|---|---|---|---|---|---|---|"]

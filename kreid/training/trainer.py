@@ -520,6 +520,13 @@ def train(config, workdir: str, resume: bool = True, logical_cpus: int = 0) -> T
     if not resume and os.path.isdir(ckpts) and os.listdir(ckpts):
         raise KreidError(f"--noresume but {ckpts} is not empty; choose another --workdir")
     strategy = make_strategy(plan.distribution.strategy, plan.distribution.devices)
+    from kreid.training import devices
+
+    print(devices.describe(int(strategy.num_replicas_in_sync)), flush=True)
+    warning = devices.gpu_warning(devices.system_gpus(), devices.tensorflow_gpus())
+    if warning:
+        log.warning(warning)
+        print(f"warning: {warning}", flush=True)
     trainer = Trainer(plan, workdir, strategy=strategy, resume=resume)
     result = trainer.run()
     final = plan.final_eval
