@@ -3,6 +3,8 @@
 * :func:`ntuplet` - the N-tuplet loss (Eq. 6): for each sampled tuplet
   (anchor, positive, N-1 negatives of distinct identities),
   ``-log softmax(sim / tau)`` at the positive.
+* :func:`triplet_unified` - the soft-margin triplet in the unified form with a
+  temperature (the paper's "Tri."), over every triplet of the batch or batch hard;
 * :func:`point_to_set_unified` - the point-to-set triplet in the unified
   (two-class softmax) form with prototypes as reference nodes;
   :func:`point_to_set` the distance/margin form.
@@ -126,6 +128,38 @@ def point_to_set_unified(embeddings, labels, temperature=0.1, similarity_kind: s
     s_neg = tf.reduce_max(tf.where(one_hot > 0, -1e9, sims), axis=1)
     valid = valid & (tf.shape(one_hot)[1] > 1)
     terms = tf.nn.softplus((tf.where(valid, s_neg, s_own) - s_own) / temperature)
+    return _average(terms, valid, nonzero_average=False)
+
+
+def triplet_unified(embeddings, labels, temperature=0.1, similarity_kind: str = "cosine",
+                    hard: bool = False) -> tf.Tensor:
+    """The soft-margin triplet in the unified form (Zhang et al. Eq. 4-5 with the 1/tau
+    of Eq. 1): ``log(1 + exp((S(a, n) - S(a, p)) / tau))``.
+
+    "Note that we can adjust the range of similarity by multiplying a factor 1/tau
+    over the similarity function" and "For each loss ... a learnable network
+    parameter tau" (Sec. 3.1, 4.2): with cosine similarity in [-1, 1] and no tau
+    the softplus stays nearly linear. ``hard`` False averages every valid
+    (anchor, positive, negative) of the batch, Table 2's "HardMine: no" (its best
+    Tri. + Cls. row and so the paper's baseline); True takes each anchor's least
+    similar positive and most similar negative (batch hard). ``temperature`` may
+    be a tensor or variable (learnable tau).
+    """
+    embeddings = tf.convert_to_tensor(embeddings)
+    labels = tf.reshape(labels, [-1])
+    sims = similarity(embeddings, embeddings, similarity_kind)                  # [B, B]
+    same = tf.equal(labels[:, None], labels[None, :])
+    pos = same & ~tf.eye(tf.shape(labels)[0], dtype=tf.bool)
+    neg = ~same
+    if hard:
+        s_ap = tf.reduce_min(tf.where(pos, sims, 1e9), axis=1)
+        s_an = tf.reduce_max(tf.where(neg, sims, -1e9), axis=1)
+        valid = tf.reduce_any(pos, 1) & tf.reduce_any(neg, 1)
+        terms = tf.nn.softplus((tf.where(valid, s_an - s_ap, 0.0)) / temperature)
+        return _average(terms, valid, nonzero_average=False)
+    valid = pos[:, :, None] & neg[:, None, :]                                   # [a, p, n]
+    diff = sims[:, None, :] - sims[:, :, None]                                  # S_an - S_ap
+    terms = tf.nn.softplus(tf.where(valid, diff, 0.0) / temperature)
     return _average(terms, valid, nonzero_average=False)
 
 

@@ -12,6 +12,8 @@ am_softmax          additive angular margin softmax (Sabri et al. Eq. 2) on the 
 attributes          per-attribute 2-way angular-margin heads (Sabri et al. Eq. 3)
 bnneck_ce           cross-entropy on a BN-neck classifier (label smoothing option)
 ntuplet             N-tuplet loss (Zhang et al. Eq. 6) over ``num_tuplets`` in-batch tuplets
+unified_triplet     soft-margin triplet in the unified form with a learnable tau (Zhang
+                    et al.'s "Tri.", Eq. 4 with 1/tau; every triplet or batch hard)
 point_to_set        point-to-set triplet (Zhang et al.)
 prototypical        prototypical N-tuplet (batch prototypes)
 mpn                 meta prototypical N-tuplet (Zhang et al. Eq. 7-10; learnable tau, phi)

@@ -352,6 +352,9 @@ class LearnableTemperature(layers.Layer):
         return {**super().get_config(), "initial": self.initial}
 
 
+SIMILARITY = Option("str", "cosine", ("cosine", "euclidean"))
+
+
 class _TemperatureTerm(Term):
     """A unified-view loss with a temperature tau, learnt unless ``learn_temperature``
     is false (then fixed at ``temperature``)."""
@@ -367,9 +370,6 @@ class _TemperatureTerm(Term):
     @property
     def tau(self):
         return self.head(None) if self.head is not None else self.o["temperature"]
-
-
-SIMILARITY = Option("str", "cosine", ("cosine", "euclidean"))
 
 
 @register
@@ -389,6 +389,21 @@ class NTuplet(_TemperatureTerm):
     def __call__(self, x: Inputs) -> tf.Tensor:
         tuplets = in_batch_tuplets(x.global_labels, self.o["n"], self.o["num_tuplets"], x.seed)
         return unified.ntuplet(x.global_emb, tuplets, self.tau, self.o["similarity"])
+
+
+@register
+class UnifiedTriplet(_TemperatureTerm):
+    """Zhang et al.'s "Tri.": the soft-margin triplet in the unified form with a learnable
+    temperature, ``softplus((S(a, n) - S(a, p)) / tau)`` over every triplet of the batch
+    (``hard``: batch hard), cosine similarity by default (Table 2's best Tri. + Cls.)."""
+
+    name = "unified_triplet"
+    options = {**_TemperatureTerm.options, "similarity": SIMILARITY,
+               "hard": Option("bool", False, doc="batch hard instead of every triplet")}
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return unified.triplet_unified(x.global_emb, x.global_labels, self.tau,
+                                       self.o["similarity"], self.o["hard"])
 
 
 @register

@@ -192,3 +192,20 @@ def given_positive(x, y, positive_index, margin):
         if p >= 0 and neg:
             terms.append(hinge(d[a, p] - min(neg), margin))
     return average(terms, False)
+
+
+def triplet_unified(x, y, temperature, kind="cosine", hard=False):
+    """Zhang et al. Eq. 4 with 1/tau: log(1 + exp((S(a,n) - S(a,p)) / tau)), S the cosine
+    similarity (or minus the Euclidean distance); every triplet, or per anchor the least
+    similar positive and most similar negative."""
+    s = (1 - cdist(x, x, "cosine")) if kind == "cosine" else -cdist(x, x, "euclidean")
+    terms = []
+    for a in range(len(x)):
+        pos = [p for p in range(len(x)) if p != a and y[p] == y[a]]
+        neg = [n for n in range(len(x)) if y[n] != y[a]]
+        if not pos or not neg:
+            continue
+        pairs = ([(min(pos, key=lambda p: s[a, p]), max(neg, key=lambda n: s[a, n]))] if hard
+                 else [(p, n) for p in pos for n in neg])
+        terms += [hinge((s[a, n] - s[a, p]) / temperature, "soft") for p, n in pairs]
+    return average(terms, False)

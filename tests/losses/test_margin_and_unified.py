@@ -265,3 +265,40 @@ def test_ntuplet_default_is_m_equals_t():
     yy = y.numpy()
     assert (yy[t[:, 0]] == yy[t[:, 1]]).all() and (t[:, 0] != t[:, 1]).all()
     assert all(len(set(yy[r[1:]])) == 16 for r in t[:50])
+
+
+@pytest.mark.parametrize("kind,hard,tau", [("cosine", False, 0.1), ("cosine", True, 0.05),
+                                           ("euclidean", False, 1.0), ("cosine", False, 1.0)])
+def test_unified_triplet_against_numpy(kind, hard, tau):
+    """Zhang et al.'s "Tri." in the unified form with a temperature (#29)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 6)).astype(np.float32)
+    y = np.repeat(np.arange(4), 3)
+    got = float(unified.triplet_unified(x, y, tau, kind, hard))
+    np.testing.assert_allclose(got, ref.triplet_unified(x.astype(np.float64), y, tau, kind,
+                                                        hard), rtol=1e-5)
+
+
+def test_unified_triplet_edge_cases_and_its_term():
+    # no temperature in the old form: with cosine in [-1, 1] a small tau sharpens it
+    x = np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
+    y = np.array([0, 0, 1, 1])
+    assert float(unified.triplet_unified(x, y, 0.05)) < float(unified.triplet_unified(x, y, 1.0))
+    for labels in (np.zeros(4, int), np.arange(4)):       # one identity / K = 1: no triplet
+        assert float(unified.triplet_unified(x, labels, 0.1)) == 0.0
+    v = tf.Variable(np.zeros((4, 3), np.float32))          # duplicates: finite gradients
+    with tf.GradientTape() as tape:
+        loss = unified.triplet_unified(v, y, 0.1, "euclidean", hard=True)
+    assert np.isfinite(tape.gradient(loss, v).numpy()).all()
+    far = np.array([[1e4, 0], [-1e4, 0], [1e4, 1], [-1e4, 1]], np.float32)   # no overflow
+    assert np.isfinite(float(unified.triplet_unified(far, y, 0.01, "euclidean")))
+    from kreid.training.objective import Objective
+
+    obj = Objective({"unified_triplet": {"weight": 1.0}}, 2, 2)
+    obj.build()
+    tau = obj.heads["unified_triplet"]
+    _, values = obj(tf.constant(x), {"labels": tf.constant(y)}, lambda t: t, 1,
+                    tf.constant([0, 0], tf.int64))
+    np.testing.assert_allclose(float(values["unified_triplet"]),
+                               ref.triplet_unified(x.astype(np.float64), y, 0.1), rtol=1e-5)
+    assert [w.path for w in tau.trainable_weights] == ["unified_triplet_temperature/log_tau"]
