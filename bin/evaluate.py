@@ -25,6 +25,9 @@ AP = flags.DEFINE_enum("ap", "standard", ["standard", "market"], "average precis
 PROTOCOL = flags.DEFINE_enum("protocol", "market",
                              ["market", "multi_query", "tracklet", "cuhk03_sgs"], "protocol")
 MAX_RANK = flags.DEFINE_integer("max_rank", 50, "CMC length")
+POOL = flags.DEFINE_enum("pool", "avg", ["avg", "max"],
+                         "multi_query / tracklet pooling (Hermans et al.: avg for triplet "
+                         "models, max for classification models)")
 REPORT = flags.DEFINE_string("report_dir", None, "write metrics.json and figures here")
 PREPROCESSING = flags.DEFINE_enum("preprocessing", None, ["scale", "imagenet", "torch", "none"],
                                   "input preprocessing of a .keras --model without its .json "
@@ -58,7 +61,7 @@ def main(argv):
     else:
         raise app.UsageError("give --query and --gallery files, or --model with --dataset/--root")
     res, dist = runner.score(q, g, METRIC.value, PROTOCOL.value, RERANK.value, AP.value,
-                             MAX_RANK.value, allow_mixed_models=MIXED.value)
+                             MAX_RANK.value, allow_mixed_models=MIXED.value, pool=POOL.value)
     print(reports.summary_line(res))
     if REPORT.value:
         files = runner.write_report(res, q, g, dist, REPORT.value)

@@ -19,8 +19,13 @@ from kreid.evaluation.rerank import re_ranking
 def score(q: EmbeddingSet, g: EmbeddingSet, metric: str = "euclidean",
           protocol: str = "market", rerank: bool = False, ap: str = "standard",
           max_rank: int = 50, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-          allow_mixed_models: bool = False, distmat: np.ndarray | None = None):
+          allow_mixed_models: bool = False, distmat: np.ndarray | None = None,
+          pool: str = "avg"):
     """Returns (results dict, query x gallery distance matrix or None).
+
+    ``pool``: how ``multi_query`` and ``tracklet`` pool a group's embeddings, ``avg``
+    (Hermans et al.'s triplet models) or ``max`` ("for our classification based models
+    we found max-pooling to work better", Sec. 4.5).
 
     ``distmat``: a query x gallery distance matrix computed elsewhere (a learned
     metric such as :mod:`~kreid.evaluation.xqda`) used instead of ``metric``.
@@ -38,9 +43,9 @@ def score(q: EmbeddingSet, g: EmbeddingSet, metric: str = "euclidean",
     if distmat is not None and protocol in ("multi_query", "tracklet"):
         raise ValueError(f"protocol {protocol} pools embeddings: it cannot take a distmat")
     if protocol == "multi_query":
-        return protocols.multi_query(q, g, metric, ap=ap, max_rank=max_rank), None
+        return protocols.multi_query(q, g, metric, pool, ap=ap, max_rank=max_rank), None
     if protocol == "tracklet":
-        return protocols.tracklet(q, g, metric, ap=ap, max_rank=max_rank), None
+        return protocols.tracklet(q, g, metric, pool, ap=ap, max_rank=max_rank), None
     dist = distance_matrix(q.embeddings, g.embeddings, metric) if distmat is None else distmat
     if rerank:
         dist = re_ranking(dist, distance_matrix(q.embeddings, q.embeddings, metric),

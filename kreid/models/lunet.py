@@ -33,6 +33,17 @@ Built row by row from Table 6 (``TABLE6`` below):
 
 5.00 M trainable parameters at 128x64 (5,001,408; convolutions with biases).
 
+Other input sizes (the paper is silent; Table 1 trains LuNet on "images
+downsampled by a factor of two", 64x32, without saying how Table 6 changes):
+kreid keeps every row of Table 6 and flattens what the five poolings leave,
+so the first Linear takes H/32 x W/32 x 128 features (each pooling rounds
+up: ceil): 1024 at 128x64, **256 at 64x32** (2 x 1 x 128; the model then has
+4.61 M parameters) and 4096 at 256x128. The alternatives were worse fits:
+global pooling would discard the spatial layout the 1024-d Linear reads at
+the paper's own size, and resizing or padding the 64x32 input back to
+128x64 would not be "downsampled". :func:`flat_features` gives the number;
+building at another size logs it.
+
 Its batch norms and convolutions are :class:`~kreid.models.layers.BatchNorm`,
 :class:`~kreid.models.layers.PointwiseConv2D` (1x1) and
 :class:`~kreid.models.layers.Conv2D` (3x3, 7x7): Keras' layers with the same
@@ -153,10 +164,26 @@ def backbone(input_shape) -> keras.Model:
     return keras.Model(inputs, layers.Flatten(name="flatten")(x), name="backbone")
 
 
+def flat_features(height: int, width: int) -> int:
+    """The flattened feature the first Linear takes at an input of ``height`` x ``width``:
+    five poolings (3x3, stride 2, padding 1: ceil(n / 2) each) of the 128-channel map."""
+    for _ in range(5):
+        height, width = -(-height // 2), -(-width // 2)
+    return height * width * 128
+
+
 @register("lunet", preprocessing="scale")
 def lunet(input_shape=(128, 64, 3), embedding_dim: int = 128) -> keras.Model:
-    """LuNet; at 128x64 the flattened feature is 1024-d as in Table 6. ``embedding_dim``
-    replaces the last Linear's 128 outputs."""
+    """LuNet; at 128x64 the flattened feature is 1024-d as in Table 6, at other sizes
+    :func:`flat_features` (the module docstring says why). ``embedding_dim`` replaces
+    the last Linear's 128 outputs."""
+    features = flat_features(*input_shape[:2])
+    if features != 1024:
+        import logging
+
+        logging.getLogger(__name__).info(
+            "LuNet at %dx%d: the first Linear takes %d features (Table 6's 1024 x 512 is "
+            "at 128x64)", input_shape[0], input_shape[1], features)
     inputs = keras.Input(input_shape, name="images")
     x = backbone(input_shape)(inputs)
     x = Dense(512, kernel_initializer="glorot_uniform", name="fc1")(x)

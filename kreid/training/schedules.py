@@ -113,20 +113,34 @@ def sample(config: ScheduleConfig, steps: Sequence[int]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the optimizer
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "adadelta")
 
 
 def make_optimizer(optimizer, schedule: ScheduleConfig):
-    """The Keras optimizer of a :class:`kreid.training.plan.OptimizerPlan` on ``schedule``."""
+    """The Keras optimizer of a :class:`kreid.training.plan.OptimizerPlan` on ``schedule``;
+    Adam's beta1 is a variable the trainer sets every step (:func:`beta1_variable`)."""
     lr = Schedule(**dataclasses.asdict(schedule))
     decay = optimizer.weight_decay or None
     if optimizer.name == "adam":
         return keras.optimizers.Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                                      weight_decay=decay,
                                      name="optimizer")     # fixed: checkpoint keys are paths
+    if optimizer.name == "adadelta":    # Hermans et al.'s IDE (R) baseline (Sec. 4.5)
+        return keras.optimizers.Adadelta(learning_rate=lr, rho=0.95, epsilon=1e-7,
+                                         weight_decay=decay, name="optimizer")
     if optimizer.name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=optimizer.momentum,
                                     nesterov=optimizer.nesterov, weight_decay=decay,
                                     name="optimizer")
     raise ValueError(f"config.optimizer.name must be one of {OPTIMIZERS}, "
                      f"got {optimizer.name!r}")
+
+
+def beta1_variable(optimizer, schedule: ScheduleConfig):
+    """Make ``optimizer``'s beta1 a variable (Eq. 9's switch: the trainer assigns
+    :func:`adam_beta1` before every step, and the compiled step reads it); returns it,
+    or None for an optimizer without beta1."""
+    if getattr(optimizer, "beta_1", None) is None:
+        return None
+    optimizer.beta_1 = tf.Variable(adam_beta1(schedule, 0), trainable=False, dtype=tf.float32)
+    return optimizer.beta_1

@@ -370,9 +370,7 @@ class Trainer:
             checkpoint.assign(optimizer.variables, self.saved_optimizer,
                               f"{self.checkpoint_path}: optimizer")
             self.saved_optimizer = {}
-        if getattr(optimizer, "beta_1", None) is not None:
-            optimizer.beta_1 = tf.Variable(schedules.adam_beta1(schedule, 0), trainable=False,
-                                           dtype=tf.float32)
+        schedules.beta1_variable(optimizer, schedule)
         return optimizer, variables
 
     def _stream(self, end: int, refresh: int):

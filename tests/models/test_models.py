@@ -87,6 +87,24 @@ def test_lunet_has_5_00_million_parameters():
                if isinstance(l, keras.layers.Conv2D))              # max-pooling, no strides
 
 
+@pytest.mark.parametrize("size,features", [((128, 64), 1024), ((64, 32), 256),
+                                           ((256, 128), 4096), ((96, 48), 768)])
+def test_lunet_at_other_sizes_flattens_what_the_pools_leave(size, features, caplog):
+    """The paper is silent (Table 1 trains at 64x32): kreid keeps Table 6 and the first
+    Linear takes ceil(H/32) x ceil(W/32) x 128 features; said in the log (#29)."""
+    import logging
+
+    from kreid.models import lunet
+
+    assert lunet.flat_features(*size) == features
+    with caplog.at_level(logging.INFO, logger="kreid.models.lunet"):
+        model = models.build("lunet", (*size, 3))
+    assert model.get_layer("backbone").output.shape[-1] == features
+    assert tuple(model.get_layer("fc1").kernel.shape) == (features, 512)
+    assert ("first Linear takes" in caplog.text) == (features != 1024)
+    assert _trainable(model) == 5_001_408 + (features - 1024) * 512
+
+
 def test_trinet_has_25_74_million_parameters():
     model = models.build("trinet", (256, 128, 3))
     assert abs(_trainable(model) - 25.74e6) / 25.74e6 < 0.01

@@ -34,6 +34,7 @@ def test_defaults_come_from_base_config_alone():
     assert bare.stages[0].steps == 25000 and bare.stages[0].schedule.t0 == 15000
     assert [t.name for t in bare.stages[0].terms] == ["batch_hard"] and bare.sampler == "pk"
     # a config that replaces a whole group keeps the defaults of the keys it leaves out
+    assert plan_.resolve({"optimizer": {"name": "adadelta"}}).optimizer.name == "adadelta"
     partial = plan_.resolve({"optimizer": {"name": "sgd"}, "schedule": {"kind": "constant"}})
     assert partial.optimizer == plan_.OptimizerPlan("sgd", 0.0, 0.9, False)
     assert partial.stages[0].schedule.base_lr == 1e-3 and partial.stages[0].schedule.gamma == 0.1

@@ -327,3 +327,32 @@ def test_short_streams_give_the_same_run(tmp_path, synthetic_root, monkeypatch):
     short, long = losses_of("short", 3), losses_of("long", 2000)
     assert len(short) == len(long) == 7
     np.testing.assert_allclose(short, long, rtol=1e-5)
+
+
+def test_the_beta1_switch_reaches_adams_update():
+    """Eq. (9)'s beta1 0.9 -> 0.5 at t0 changes the moment Adam applies inside a compiled
+    step, not only the schedule's value: m_t = beta1 m_{t-1} + (1 - beta1) g."""
+    import tensorflow as tf
+
+    from kreid.training.plan import OptimizerPlan
+
+    schedule = schedules.ScheduleConfig(kind="exponential", base_lr=1e-3, t0=2, t1=4)
+    optimizer = schedules.make_optimizer(OptimizerPlan("adam", 0.0, 0.9, False), schedule)
+    w = tf.Variable([1.0, -2.0])
+    optimizer.build([w])
+    beta1 = schedules.beta1_variable(optimizer, schedule)
+
+    @tf.function
+    def step(g):
+        optimizer.apply_gradients([(g, w)])
+
+    g, m = np.array([0.5, -1.0], np.float32), np.zeros(2)
+    for t in range(4):
+        beta1.assign(schedules.adam_beta1(schedule, t))       # as the trainer does
+        step(tf.constant(g))
+        b = 0.5 if t >= 2 else 0.9
+        m = b * m + (1 - b) * g
+        moment = next(v for v in optimizer.variables if "momentum" in v.path)
+        np.testing.assert_allclose(moment.numpy(), m, rtol=1e-6)
+        g = g * 2.0
+    assert float(beta1.numpy()) == 0.5
