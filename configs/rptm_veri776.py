@@ -15,8 +15,10 @@ all activated"; 240x240 input; SGD, lr 0.005, x0.1 every 20 epochs, 80
 epochs, batch 24; plain cross-entropy (Eq. 1) + triplet (Eq. 2).
 Not given by the paper (kreid's choices): momentum 0.9 and weight decay
 5e-4, the hinge margin 1.0 (the authors' code), padding 10 px, erasing
-probability 0.5, colour-jitter strength 0.2, P=6 identities x K=4 images
-(2 anchor/positive pairs per identity), last stride 1 and the BN-neck.
+probability 0.5, colour-jitter strength 0.2, P=6 identities x K=2 anchors,
+each with its RPTM positive (24 images: the paper's batch; rptm.layout
+"anchors", every sampled image an anchor as in the authors' code), last
+stride 1 and the BN-neck.
 VeRi-776 is not on this machine: the config loads, it has not been run here.
 """
 
@@ -31,11 +33,11 @@ def get_config():
                                se=True))
     c.image_size = (240, 240)
     c.augment = dict(crop=False, flip=True, erasing_prob=0.5, jitter=0.2, padding=10)
-    c.batch.p, c.batch.k = 6, 4
+    c.batch.p, c.batch.k = 6, 2        # 12 anchors + their 12 positives = 24 (the paper's)
     c.losses = dict(rptm=dict(weight=1.0, margin=1.0),
                     bnneck_ce=dict(weight=1.0, label_smoothing=0.0))
-    c.rptm = dict(mode="mean", tau=10.0, side="above", with_rotation=True, workers=2,
-                  cache_dir="")
+    c.rptm = dict(mode="mean", tau=10.0, side="above", layout="anchors", with_rotation=True,
+                  workers=2, cache_dir="")
     c.optimizer = dict(name="sgd", momentum=0.9, weight_decay=5e-4)
     c.schedule = dict(kind="step", base_lr=0.005, every=20, gamma=0.1, unit="epoch")
     c.epochs = 80

@@ -204,21 +204,28 @@ def _rowwise(a: tf.Tensor, b: tf.Tensor, metric: str) -> tf.Tensor:
 
 
 def given_positive(embeddings, labels, positive_index, margin="soft",
-                   metric: str = "euclidean", nonzero_average: bool = False) -> tf.Tensor:
+                   metric: str = "euclidean", nonzero_average: bool = False,
+                   hardest_positive: bool = False) -> tf.Tensor:
     """Triplets with a chosen positive and the batch-hard negative (RPTM, Eq. 8 of Ghosh et al.).
 
     ``positive_index`` [B] gives, per anchor, the batch position of its
     positive (chosen by ``kreid.mining.rptm``), or -1 for rows that are not
-    anchors: ``f(m + D(a, positive) - min_n D(a, n))``.
+    anchors: ``f(m + D(a, positive) - min_n D(a, n))``. ``hardest_positive``: the
+    same anchors and batch, but each anchor's farthest same-identity image as the
+    positive (batch hard restricted to these anchors: the control that differs from
+    RPTM in the positive only).
     """
     embeddings, labels = _check(embeddings, labels)
     m, outer = _margin(margin)
     dists = pairwise_distance(embeddings, metric=metric)
-    _, neg = _masks(labels)
+    pos, neg = _masks(labels)
     positive_index = tf.reshape(tf.cast(positive_index, tf.int32), [-1])
     is_anchor = positive_index >= 0
     safe = tf.where(is_anchor, positive_index, tf.zeros_like(positive_index))
-    d_ap = tf.gather(dists, safe, batch_dims=1)
+    if hardest_positive:
+        d_ap = tf.reduce_max(tf.where(pos, dists, tf.zeros_like(dists)), axis=1)
+    else:
+        d_ap = tf.gather(dists, safe, batch_dims=1)
     d_an = tf.reduce_min(tf.where(neg, dists, _BIG), axis=1)
     valid = is_anchor & tf.reduce_any(neg, axis=1)
     d_an = tf.where(valid, d_an, tf.zeros_like(d_an))

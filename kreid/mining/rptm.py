@@ -26,12 +26,27 @@ one, we set the positive instance of each anchor to be the image instance
 whose number of GMS matches with the anchor is closest to the threshold tau"
 and "C(x_i, x_j) = 1, if the number matches between them exceed tau". kreid
 reads the two together (``side="above"``, the default): the positive is the
-image with the fewest matches among those with at least tau (>= so that
-RPTM_max can choose its own threshold); if none reaches tau (possible with a
-fixed tau) the image with the most matches. ``side="nearest"`` is the
-two-sided reading (closest to tau from either side; it can choose an image
-with C = 0, even one with zero matches).
-Negatives are batch-hard (Eq. 8): see ``kreid.losses.triplet_family.given_positive``.
+image with the fewest matches among those that *exceed* tau (strictly, as
+the paper says; issue #29); if none does (always so for RPTM_max, whose tau
+is the largest count, and possible with a fixed tau) the image with the most
+matches. ``side="nearest"`` is the two-sided reading (closest to tau from
+either side; it can choose an image with C = 0, even one with zero matches).
+The authors' released code (adhirajghosh/RPTM_reid, ``train.py``) compares
+the counts with ``==`` against ``np.arange`` vectors, which in practice
+picks the image with the fewest matches whatever the mode; kreid follows the
+paper's text.
+
+Batches (:class:`RPTMSampler`), ``layout="anchors"`` (the default since
+#29): P identities x K images, every one an anchor, each followed in the
+batch by its RPTM positive (2 x P x K images): the paper's "randomly chosen
+instance" as anchor with its chosen positive, and the authors' code, whose
+every batch image is an anchor with a positive loaded for it. Negatives are
+batch-hard over every other-identity image of the batch (Eq. 8, "S_b"; the
+authors' code draws random extra negatives instead): see
+``kreid.losses.triplet_family.given_positive``. ``layout="pairs"`` (before
+#29) keeps the batch at P x K images: K/2 anchors per identity and their K/2
+positives, which do not anchor; it uses half the batch as anchors, for the
+memory of a P x K batch.
 """
 
 from __future__ import annotations
@@ -236,33 +251,40 @@ def select_positive(candidates: np.ndarray, counts: np.ndarray, mode: str = "mea
         tau = float(nonzero.mean()) if len(nonzero) else 0.0
     if side == "nearest":
         return int(cand[np.argmin(np.abs(c - tau))])
-    above = np.flatnonzero(c >= tau)
+    above = np.flatnonzero(c > tau)
     if not len(above):
         return int(cand[np.argmax(c)])
     return int(cand[above[np.argmin(c[above])]])
 
 
-class RPTMSampler:
-    """PK batches of (anchor, RPTM positive) pairs: K/2 anchors per identity.
+LAYOUTS = ("anchors", "pairs")
 
-    ``batch_at(step)`` returns the record indices [P*K]; ``positives_at(step)``
-    the batch position of each anchor's positive, -1 for the positives
-    themselves. Identities with a single image are never drawn.
+
+class RPTMSampler:
+    """Batches of anchors with their RPTM positives (module docstring: ``layout``).
+
+    ``batch_at(step)`` returns the record indices; ``positives_at(step)`` the batch
+    position of each anchor's positive, -1 for rows that are not anchors.
+    Identities with a single image are never drawn (they have no positive).
     """
 
     gives_positives = True
     refresh_every = 0
 
     def __init__(self, matrix: RelationalMatrix, p: int, k: int, mode: str = "mean",
-                 tau: float = 10.0, seed: int = 0, side: str = "above"):
-        if k % 2 or k < 2:
-            raise SamplerError(f"RPTM batches need an even K >= 2 (anchor + positive), got {k}")
+                 tau: float = 10.0, seed: int = 0, side: str = "above",
+                 layout: str = "anchors"):
+        if layout not in LAYOUTS:
+            raise SamplerError(f"RPTM layout must be one of {LAYOUTS}, got {layout!r}")
+        if layout == "pairs" and (k % 2 or k < 2):
+            raise SamplerError(f"RPTM pairs batches need an even K >= 2 (anchor + positive), "
+                               f"got {k}")
         self.ids = [pid for pid, m in matrix.members.items() if len(m) > 1]
         if len(self.ids) < p:
             raise SamplerError(f"P={p} but only {len(self.ids)} identities have 2+ images")
         self.matrix, self.p, self.k, self.mode, self.tau, self.seed = matrix, p, k, mode, tau, seed
-        self.side = side
-        self.batch_size = p * k
+        self.side, self.layout = side, layout
+        self.batch_size = p * k * (2 if layout == "anchors" else 1)
 
     def batch_at(self, step: int) -> np.ndarray:
         return self.draw(step)[0]
@@ -273,21 +295,30 @@ class RPTMSampler:
     def refresh(self, step, embed) -> None:
         pass
 
+    def _positive(self, anchor: int) -> int:
+        cand, counts = self.matrix.row(int(anchor))
+        return select_positive(cand, counts, self.mode, self.tau, self.side)
+
     @functools.lru_cache(maxsize=4)
     def draw(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(record indices, positive positions) of batch ``step``."""
+        """(record indices, positive positions) of batch ``step``: a pure function of
+        (seed, step), so a resumed run draws the same batches."""
         rng = np.random.default_rng([self.seed, step])
         chosen = rng.choice(len(self.ids), self.p, replace=False)
-        idx = np.empty(self.p * self.k, np.int64)
-        pos = np.full(self.p * self.k, -1, np.int64)
-        half = self.k // 2
-        for b, c in enumerate(chosen):
+        idx = np.empty(self.batch_size, np.int64)
+        pos = np.full(self.batch_size, -1, np.int64)
+        per = self.k if self.layout == "anchors" else self.k // 2
+        anchors = []
+        for c in chosen:
             members = self.matrix.members[self.ids[c]]
-            anchors = rng.choice(members, half, replace=len(members) < half)
-            for j, a in enumerate(anchors):
-                cand, counts = self.matrix.row(int(a))
-                at = b * self.k + 2 * j
-                idx[at] = a
-                idx[at + 1] = select_positive(cand, counts, self.mode, self.tau, self.side)
-                pos[at] = at + 1
+            anchors.extend(rng.choice(members, per, replace=len(members) < per))
+        if self.layout == "anchors":             # P*K anchors, then their positives
+            n = len(anchors)
+            idx[:n] = anchors
+            idx[n:] = [self._positive(a) for a in anchors]
+            pos[:n] = np.arange(n, 2 * n)
+            return idx, pos
+        for j, a in enumerate(anchors):          # pairs: (anchor, positive) side by side
+            idx[2 * j], idx[2 * j + 1] = a, self._positive(a)
+            pos[2 * j] = 2 * j + 1
         return idx, pos

@@ -56,10 +56,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.histogram_every = 1000
     c.distribution = dict(strategy="default", devices=[], sync_bn=True)
-    # RPTM (Ghosh et al.): mode mean|min|max, tau for min, side above|nearest (see
-    # kreid.mining.rptm), GMS orientation on as the paper states
-    c.rptm = dict(mode="mean", tau=10.0, side="above", with_rotation=True, workers=2,
-                  cache_dir="")
+    # RPTM (Ghosh et al.): mode mean|min|max, tau for min, side above|nearest, layout
+    # anchors (P x K anchors + their positives) | pairs (P x K: K/2 anchors + positives),
+    # see kreid.mining.rptm; GMS orientation on as the paper states
+    c.rptm = dict(mode="mean", tau=10.0, side="above", layout="anchors", with_rotation=True,
+                  workers=2, cache_dir="")
     c.ohm = dict(every=500, identities=100)   # offline hard mining for losses.triplet.mining=ohm
     # test-set evaluation after training: metric euclidean | cosine (Sabri et al. use cosine
     # on L2-normalised features), k-reciprocal re-ranking (Ghosh et al. on VeRi/Duke)

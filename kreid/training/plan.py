@@ -27,7 +27,7 @@ from kreid.data.sampler import SHORT_POLICIES
 from kreid.errors import ConfigError, ConfigTypeError, ConfigValueError
 from kreid.evaluation.protocols import PROTOCOLS
 from kreid.losses.distances import METRICS
-from kreid.mining.rptm import SELECTION_MODES, SELECTION_SIDES
+from kreid.mining.rptm import LAYOUTS, SELECTION_MODES, SELECTION_SIDES
 from kreid.training import config as base
 from kreid.training.distribute import STRATEGIES
 from kreid.training.precision import PRECISIONS
@@ -85,6 +85,7 @@ class RPTMPlan:
     mode: str
     tau: float
     side: str
+    layout: str
     with_rotation: bool
     workers: int
     cache_dir: str             # "" = <workdir>/rptm_cache
@@ -370,6 +371,7 @@ def _rptm(r: dict) -> RPTMPlan:
     return RPTMPlan(_str(r["mode"], "rptm.mode", SELECTION_MODES),
                     _float(r["tau"], "rptm.tau", 0.0),
                     _str(r["side"], "rptm.side", SELECTION_SIDES),
+                    _str(r["layout"], "rptm.layout", LAYOUTS),
                     _bool(r["with_rotation"], "rptm.with_rotation"),
                     _int(r["workers"], "rptm.workers", 1), _str(r["cache_dir"], "rptm.cache_dir"))
 

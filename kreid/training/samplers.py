@@ -49,7 +49,7 @@ def _rptm(plan, records: list[Record], workdir: str) -> BatchSampler:
         o.cache_dir or os.path.join(workdir, "rptm_cache"), workers=o.workers,
         config=rptm.GMSConfig(with_rotation=o.with_rotation))
     return rptm.RPTMSampler(matrix, plan.batch.p, plan.batch.k, mode=o.mode, tau=o.tau,
-                            seed=plan.seed, side=o.side)
+                            seed=plan.seed, side=o.side, layout=o.layout)
 
 
 SAMPLERS: dict[str, Callable[..., BatchSampler]] = {

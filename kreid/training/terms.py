@@ -516,10 +516,14 @@ class MPN(Term):
 
 @register
 class RPTM(Term):
-    """Chosen (relation-preserving) positive + batch-hard negative (Ghosh et al. Eq. 8)."""
+    """Chosen (relation-preserving) positive + batch-hard negative (Ghosh et al. Eq. 8).
+    ``positive: hardest`` takes each anchor's farthest same-identity image of the same
+    batch instead: batch hard on RPTM's anchors and batches, the control that differs
+    from RPTM in the positive only."""
 
     name = "rptm"
-    options = {"margin": margin(), "metric": METRIC}
+    options = {"margin": margin(), "metric": METRIC,
+               "positive": Option("str", "rptm", ("rptm", "hardest"))}
 
     @property
     def sampler(self):
@@ -529,7 +533,8 @@ class RPTM(Term):
         # the RPTM sampler gives positions in the global batch: gather them unchanged
         positives = x.gather(tf.cast(x.batch["positive_index"], tf.int32))
         return tfam.given_positive(x.global_emb, x.global_labels, positives,
-                                   margin=self.o["margin"], metric=self.o["metric"])
+                                   margin=self.o["margin"], metric=self.o["metric"],
+                                   hardest_positive=self.o["positive"] == "hardest")
 
 
 def _check_triplet_batch(term: Term, plan) -> None:

@@ -184,13 +184,15 @@ def point_to_set(x, y, margin, set_distance="prototype"):
     return average(terms, False)
 
 
-def given_positive(x, y, positive_index, margin):
+def given_positive(x, y, positive_index, margin, hardest=False):
     d = cdist(x, x, "euclidean")
     terms = []
     for a, p in enumerate(positive_index):
         neg = [d[a, n] for n in range(len(x)) if y[n] != y[a]]
         if p >= 0 and neg:
-            terms.append(hinge(d[a, p] - min(neg), margin))
+            d_ap = max(d[a, q] for q in range(len(x)) if q != a and y[q] == y[a]) if hardest \
+                else d[a, p]
+            terms.append(hinge(d_ap - min(neg), margin))
     return average(terms, False)
 
 

@@ -183,6 +183,11 @@ def test_given_positive_rptm_loss(margin):
     np.testing.assert_allclose(got, ref.given_positive(x.astype(np.float64), y, pos, margin),
                                rtol=1e-4)
     assert float(triplet.given_positive(x, y, np.full(12, -1))) == 0.0
+    # the control of #29: the same anchors, each one's hardest positive in the batch
+    hard = float(triplet.given_positive(x, y, pos, margin=margin, hardest_positive=True))
+    np.testing.assert_allclose(hard, ref.given_positive(x.astype(np.float64), y, pos, margin,
+                                                        hardest=True), rtol=1e-4)
+    assert hard >= got - 1e-6
 
 
 @pytest.mark.parametrize("positives", ["all", "others"])

@@ -63,8 +63,11 @@ def test_unreadable_image_is_named(tmp_path, records):
 def test_select_positive_modes():
     cand = np.array([10, 11, 12, 13, 14])
     counts = np.array([-1, 0, 30, 12, 40])         # anchor is 10; non-zero mean = 27.33
-    assert rptm.select_positive(cand, counts, "mean") == 12          # fewest >= 27.33
-    assert rptm.select_positive(cand, counts, "min", tau=10) == 13   # fewest >= 10
+    assert rptm.select_positive(cand, counts, "mean") == 12          # fewest > 27.33
+    assert rptm.select_positive(cand, counts, "min", tau=10) == 13   # fewest > 10
+    # "exceed tau" (Sec. 4.2), strictly: a count equal to tau is not above it (#29)
+    assert rptm.select_positive(cand, counts, "min", tau=12) == 12   # 30, not 12
+    assert rptm.select_positive(cand, counts, "min", tau=30) == 14
     assert rptm.select_positive(cand, counts, "max") == 14
     assert rptm.select_positive(cand, np.array([-1, 0, 0, 0, 0]), "mean") == 11
     with pytest.raises(SamplerError):
@@ -74,7 +77,7 @@ def test_select_positive_modes():
 
 
 def test_positive_has_relational_indicator_one():
-    """Sec. 4.2: the positive must have C = 1, i.e. at least tau matches."""
+    """Sec. 4.2: the positive must have C = 1, i.e. more than tau matches."""
     ids = np.array([1, 2, 3])
     assert rptm.select_positive(ids, np.array([5, 30, 100]), "mean") == 3     # tau = 45
     assert rptm.select_positive(ids, np.array([0, 8, 25]), "min", tau=10) == 3
@@ -123,14 +126,38 @@ def test_sampler_pairs_anchor_and_positive():
               3: np.array([[-1, 1, 2, 3], [1, -1, 4, 5], [2, 4, -1, 6], [3, 5, 6, -1]]),
               4: np.array([[-1]])}
     matrix = rptm.RelationalMatrix(members, blocks, 10)
-    sampler = rptm.RPTMSampler(matrix, p=3, k=4, mode="max", seed=0)
+    sampler = rptm.RPTMSampler(matrix, p=3, k=4, mode="max", seed=0, layout="pairs")
     for step in range(20):
         idx, pos = sampler.batch_at(step), sampler.positives_at(step)
         assert len(idx) == 12 and 9 not in idx     # single-image identity never drawn
+        assert (pos >= 0).sum() == 6               # pairs: half the batch anchors
         for a in np.flatnonzero(pos >= 0):
             cand, counts = matrix.row(int(idx[a]))
             assert idx[pos[a]] == rptm.select_positive(cand, counts, "max")
     with pytest.raises(SamplerError, match="even K"):
-        rptm.RPTMSampler(matrix, p=2, k=3)
+        rptm.RPTMSampler(matrix, p=2, k=3, layout="pairs")
     with pytest.raises(SamplerError, match="P=4"):
         rptm.RPTMSampler(matrix, p=4, k=2)
+    with pytest.raises(SamplerError, match="layout"):
+        rptm.RPTMSampler(matrix, p=2, k=2, layout="triplets")
+
+
+def test_every_image_of_a_batch_anchors_with_its_positive_appended():
+    """The default layout (#29, the paper and the authors' code): P x K anchors, each with
+    its RPTM positive in the second half of the batch; K may be odd."""
+    members = {1: np.array([0, 1, 2]), 2: np.array([3, 4]), 3: np.array([5, 6, 7, 8])}
+    blocks = {1: np.array([[-1, 5, 9], [5, -1, 2], [9, 2, -1]]), 2: np.array([[-1, 3], [3, -1]]),
+              3: np.array([[-1, 1, 2, 3], [1, -1, 4, 5], [2, 4, -1, 6], [3, 5, 6, -1]])}
+    matrix = rptm.RelationalMatrix(members, blocks, 10)
+    sampler = rptm.RPTMSampler(matrix, p=2, k=3, mode="mean", seed=1)
+    assert sampler.batch_size == 12
+    for step in range(10):
+        idx, pos = sampler.batch_at(step), sampler.positives_at(step)
+        anchors, positives = idx[:6], idx[6:]
+        np.testing.assert_array_equal(pos, [6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1])
+        ids = [next(i for i, m in members.items() if a in m) for a in anchors]
+        assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
+        for a, p in zip(anchors, positives):
+            cand, counts = matrix.row(int(a))
+            assert p == rptm.select_positive(cand, counts, "mean") and p != a
+    np.testing.assert_array_equal(sampler.batch_at(3), sampler.batch_at(3))   # seeded
