@@ -10,13 +10,42 @@ import pytest
 from kreid import reproduction
 
 
-def test_verdict_rule():
-    assert reproduction.verdict([0.50, 0.52], [0.40, 0.41])[0] == "reproduced"
-    assert reproduction.verdict([0.40, 0.41], [0.50, 0.52])[0] == "not reproduced"
-    text, diff, spread = reproduction.verdict([0.50, 0.60], [0.48, 0.50])
-    assert text.startswith("not measurable") and diff == pytest.approx(0.06)
-    assert spread == pytest.approx(np.std([0.5, 0.6], ddof=1))
-    assert reproduction.verdict([0.5], [0.4])[0].startswith("not measurable (fewer")
+def test_verdict_rule_is_welchs_t_at_5_percent_with_three_seeds():
+    from scipy import stats
+
+    a, b = [0.50, 0.52, 0.51], [0.40, 0.41, 0.42]
+    text, diff, p = reproduction.verdict(a, b)
+    assert text == "reproduced" and diff == pytest.approx(0.1)
+    assert p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert reproduction.verdict(b, a)[0] == "not reproduced"
+    text, diff, p = reproduction.verdict([0.50, 0.60, 0.55], [0.48, 0.50, 0.58])
+    assert text == f"not measurable (p = {p:.2f})" and p > 0.05
+    # two seeds (the rule before #29 decided on them): never enough now
+    assert reproduction.verdict([0.50, 0.52], [0.40, 0.41])[0] == \
+        "not measurable (fewer than 3 seeds per arm)"
+    assert reproduction.verdict([0.5] * 3, [0.5] * 3)[0].startswith("not measurable")
+
+
+def test_the_rule_errs_on_5_percent_of_a_a_comparisons_and_the_old_on_far_more():
+    """The same arm against itself (two sets of three seeds from one normal): at most 5% of
+    the comparisons are called (3.5%: Welch's t is slightly conservative with 3 seeds);
+    the pre-#29 rule (difference > larger std, two seeds) called about a third."""
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.6, 0.01, (4000, 6))
+    called = np.mean([not reproduction.verdict(list(d[:3]), list(d[3:]))[0]
+                      .startswith("not measurable") for d in draws])
+    assert 0.025 < called < 0.05
+    old = np.mean([abs(d[:2].mean() - d[2:4].mean())
+                   > max(np.std(d[:2], ddof=1), np.std(d[2:4], ddof=1)) for d in draws])
+    assert old > 0.25
+
+
+def test_an_untrained_classifier_makes_its_claims_not_measurable():
+    assert reproduction.tables.untrained_classifier(
+        {"train_losses": {"loss/bnneck_ce": 6.2}, "num_classes": 743}) == \
+        "bnneck_ce 6.20 of ln 743 = 6.61"
+    assert reproduction.tables.untrained_classifier(
+        {"train_losses": {"loss/bnneck_ce": 2.0}, "num_classes": 743}) == ""
 
 
 def _write_result(out, study, arm, seed, m_ap, **extra):
@@ -28,17 +57,17 @@ def _write_result(out, study, arm, seed, m_ap, **extra):
 
 def test_table_from_results(tmp_path):
     study = reproduction.STUDIES["hermans_table1"]
-    for seed, (soft, hinge) in enumerate([(0.30, 0.20), (0.32, 0.21)]):
+    for seed, (soft, hinge) in enumerate([(0.30, 0.20), (0.32, 0.21), (0.31, 0.22)]):
         _write_result(tmp_path, study.name, "BH soft", seed, soft)
         _write_result(tmp_path, study.name, "BH 0.2", seed, hinge)
-    summary = reproduction.summarise(study, str(tmp_path), (0, 1))
+    summary = reproduction.summarise(study, str(tmp_path), (0, 1, 2))
     assert summary["rows"]["BH soft"]["mAP"]["mean"] == pytest.approx(0.31)
     claims = {(c["better"], c["worse"]): c["verdict"] for c in summary["claims"]}
     assert claims[("BH soft", "BH 0.2")] == "reproduced"
     assert claims[("BH 0.2", "BA 0.2")] == "not run"
     files = reproduction.write_outputs(study, summary, str(tmp_path / study.name))
     table = open(files["table"]).read()
-    assert "| BH soft | 31.0 ± 1.4 | 41.0 ± 1.4 | 65.77 / 84.69 |" in table
+    assert "| BH soft | 31.0 ± 1.0 | 41.0 ± 1.0 | 65.77 / 84.69 |" in table
     assert os.path.getsize(files["bars"]) > 0
 
 

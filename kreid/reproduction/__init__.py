@@ -14,11 +14,8 @@ distractor curve for ``distractors``) into ``<out>/<study>/``;
 ``bin/reproduce.py`` is its command line and docs/REPRODUCTION.md holds the
 results.
 
-Verdicts are mechanical, from the per-seed values of the metric the claim
-names: *reproduced* when the claimed-better arm's mean is higher by more than
-the larger of the two arms' seed spreads (sample standard deviation),
-*not reproduced* when it is lower by more than that, and *not measurable at
-this scale* when the difference is inside the spread (or only one seed ran).
+Verdicts: Welch's t-test on three or more seeds per arm at p < 0.05
+(:mod:`~kreid.reproduction.tables`, issue #29).
 
 The shared CPU-scale recipe, and why it is not LuNet: :mod:`~kreid.reproduction.studies`.
 """

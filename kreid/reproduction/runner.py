@@ -129,11 +129,14 @@ def _train_and_score(study: Study, arm, seed: int, out_dir: str, data_root: str,
               flush=True)
     trained = Trainer(config, train_dir, progress=progress).run()
     result = score_run(study, trained, data_root, smoke)
-    result.update(arm=arm.name, seed=int(seed), steps=int(trained.step))
+    result.update(arm=arm.name, seed=int(seed), steps=int(trained.step),
+                  train_losses={k: float(v) for k, v in trained.scalars.items()
+                                if k.startswith("loss/")},
+                  num_classes=len({r.label for r in trained.train_records}))
     return result
 
 
-def run(name: str, out_dir: str, data_root: str, seeds=(0, 1), steps: int = DEFAULT_STEPS,
+def run(name: str, out_dir: str, data_root: str, seeds=(0, 1, 2), steps: int = DEFAULT_STEPS,
         smoke: bool = False, arms: list[str] | None = None, progress: bool = True) -> dict:
     """Train and score every (arm, seed) of study ``name`` not yet done; write its table
     and figure; return the summary. ``arms``: run only these (the table still lists

@@ -145,7 +145,8 @@ class StagePlan:
         s, n = self.schedule, steps_per_epoch
         return dataclasses.replace(
             s, t0=int(s.t0 * n), t1=int(s.t1 * n), warmup_steps=int(s.warmup_steps * n),
-            every=int(s.every * n), milestones=tuple(int(m * n) for m in s.milestones))
+            every=int(s.every * n), milestones=tuple(int(m * n) for m in s.milestones),
+            offset=int(s.offset * n))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,7 +423,8 @@ def _schedule(spec: dict, key: str) -> tuple[ScheduleConfig, str]:
         milestones=tuple(when(m, f"{key}.milestones", 0) for m in milestones),
         gamma=_float(spec["gamma"], f"{key}.gamma", 0.0),
         every=when(spec["every"], f"{key}.every", 0),
-        beta1_switch=_bool(spec["beta1_switch"], f"{key}.beta1_switch"))
+        beta1_switch=_bool(spec["beta1_switch"], f"{key}.beta1_switch"),
+        offset=when(spec["offset"], f"{key}.offset", 0))
     try:                               # t1 > t0, warm-up before t0, a period for "step"
         check(s)
     except ValueError as exc:

@@ -40,6 +40,8 @@ class ScheduleConfig:
     gamma: float = 0.1
     every: int = 0                    # step: decay period
     beta1_switch: bool = True         # exponential: Adam beta1 0.9 -> 0.5 at t0
+    offset: int = 0                   # steps before this stage on the same schedule: a
+    #                                   later stage continues an earlier one's curve
 
 
 def check(config: ScheduleConfig) -> ScheduleConfig:
@@ -56,13 +58,15 @@ def check(config: ScheduleConfig) -> ScheduleConfig:
                              f"must not exceed t0 ({config.t0})")
     if config.kind == "step" and config.every <= 0:
         raise ValueError("step schedule needs every > 0")
+    if config.offset < 0:
+        raise ValueError(f"schedule offset must be >= 0, got {config.offset}")
     return config
 
 
 def learning_rate(config: ScheduleConfig, step):
     """The learning rate at ``step`` (works on Python numbers and tensors)."""
     kind = check(config).kind
-    step = tf.cast(step, tf.float32)
+    step = tf.cast(step, tf.float32) + float(config.offset)
     base = tf.constant(config.base_lr, tf.float32)
     if kind == "constant":
         return base
@@ -87,7 +91,8 @@ def _warmup(config: ScheduleConfig, step, lr):
 
 def adam_beta1(config: ScheduleConfig, step: int) -> float:
     """Adam's beta1 at ``step``: 0.5 from t0 on under the paper's schedule, else 0.9."""
-    if config.kind == "exponential" and config.beta1_switch and step >= config.t0:
+    if config.kind == "exponential" and config.beta1_switch and \
+            step + config.offset >= config.t0:
         return 0.5
     return 0.9
 
