@@ -18,7 +18,8 @@ STUDY = flags.DEFINE_string("study", None, "a study name (kreid.reproduction.STU
 OUT = flags.DEFINE_string("out", "runs/reproduce", "output folder (one subfolder per study)")
 DATA = flags.DEFINE_string("data", os.environ.get("KREID_DATA", "../shared/data"),
                            "folder holding cuhk03_labeled/ and peta/")
-SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds of every arm (three: the verdicts need them)")
+SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"],
+                          "seeds of every arm (three: the verdicts need them)")
 STEPS = flags.DEFINE_integer("steps", 0, "training steps per run (0: the default budget; "
                              "smoke runs: 2)")
 SMOKE = flags.DEFINE_bool("smoke", False, "every run in miniature on the synthetic set")
