@@ -320,7 +320,10 @@ def _fidelity(job: ExportJob, fmt: Format, path: str) -> float:
     quantization is said at once; see :func:`kreid.export.convert.int8_fidelity`)."""
     cal = job.calibration
     spread = np.linspace(0, len(cal) - 1, min(32, len(cal))).astype(int)
-    fidelity = convert.int8_fidelity(path, job.model, cal[spread], runtime=fmt.runtime)
+    # a QAT file is the fake-quantized model's: measured against it (its float view, which
+    # never clips at the learned ranges, is not what it was trained as)
+    reference = job.qat_model if fmt.needs_qat else job.model
+    fidelity = convert.int8_fidelity(path, reference, cal[spread], runtime=fmt.runtime)
     if not fidelity >= convert.FIDELITY_WARNING:     # NaN too (a non-finite float output)
         log.warning("%s: its embeddings of %d calibration images keep a fidelity of %.2f to "
                     "the float model's (median per image; 1 is exact, 0 a constant "

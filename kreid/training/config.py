@@ -50,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Adam from base_lr, decayed as Eq. 9 over its second half), its activation ranges
     # first set by the export's calibration (ranges, on calibration_images training
     # images); the run then also writes embedding.qat.keras
-    c.qat = dict(steps=0, base_lr=5e-5, calibration_images=200, ranges="image_mse")
+    c.qat = dict(steps=0, base_lr=1e-4, calibration_images=200, ranges="image_mse")
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.log_every = 100
