@@ -22,7 +22,9 @@ SIZE = flags.DEFINE_list("size", ["128", "64"], "input height,width")
 BATCH = flags.DEFINE_integer("batch", 128, "images per step (P x K)")
 STEPS = flags.DEFINE_integer("steps", 8, "steps timed per model")
 
-VARIANTS = {"resnet_edge_w48": ("resnet_edge", {"widths": (48, 96, 192, 384)}),
+VARIANTS = {"resnet_edge_w16": ("resnet_edge", {"widths": (16, 32, 64, 128)}),
+            "resnet_edge_w24": ("resnet_edge", {"widths": (24, 48, 96, 192)}),
+            "resnet_edge_w48": ("resnet_edge", {"widths": (48, 96, 192, 384)}),
             "resnet_edge_w64": ("resnet_edge", {"widths": (64, 128, 256, 512)}),
             "mobilenet_v2_ls1": ("mobilenet_v2", {"last_stride": 1})}
 

@@ -10,8 +10,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     summary = demo.run(str(tmp_path), total_steps=4, formats=["tflite_int8"])
     out = capsys.readouterr().out
     assert "Quantized-model accuracy" in out and "tflite_int8" in out
-    from kreid.training.precision import resolve
-    assert f"precision: {resolve('auto')} (config: auto)" in out
+    assert "precision: float32 (config: float32)" in out
     for name in ("pk_batch.png", "demo_summary.json", "report/cmc.png", "report/metrics.json",
                  "report/retrieval.png", "train/embedding.keras",
                  "export/lunet.int8.tflite", "export/lunet.int8.tflite.json",
@@ -39,7 +38,7 @@ def test_demo_config_ships_in_the_package(tmp_path):
                          text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == \
-        "lunet (64, 32) auto 560 ['am_softmax', 'batch_hard']"
+        "resnet_edge (64, 32) float32 600 ['am_softmax', 'batch_hard']"
 
 
 def test_demo_formats():
