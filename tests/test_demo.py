@@ -13,7 +13,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "precision: float32 (config: float32)" in out
     for name in ("pk_batch.png", "demo_summary.json", "report/cmc.png", "report/metrics.json",
                  "report/retrieval.png", "train/embedding.keras",
-                 "export/lunet.int8.tflite", "export/lunet.int8.tflite.json",
+                 "export/resnet_edge.int8.tflite", "export/resnet_edge.int8.tflite.json",
                  "export/quantized_accuracy.md"):
         assert os.path.exists(tmp_path / name), name
     assert [r["format"] for r in summary["export"]] == ["keras_float32", "tflite_int8"]
