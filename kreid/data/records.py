@@ -27,6 +27,8 @@ class Record:
         for losses that need one; ``-1`` in query/gallery records.
       trackid: tracklet index (MARS) or ``-1``.
       attributes: per-identity attribute vector (int8), or ``None``.
+      frame: the frame number the crop was cut from (unlabelled target crops, whose
+        tracks seen at the same time by one camera are two people), or ``-1``.
     """
 
     path: str
@@ -35,6 +37,7 @@ class Record:
     label: int = -1
     trackid: int = -1
     attributes: tuple[int, ...] | None = None
+    frame: int = -1
 
 
 def relabel(records: Iterable[Record]) -> list[Record]:

@@ -54,17 +54,23 @@ def _feature_rows(q: np.ndarray, g: np.ndarray) -> RowSource:
     return rows
 
 
-def _reciprocal(ranks: np.ndarray, k: int) -> list[np.ndarray]:
+def _reciprocal_chunked(ranks: np.ndarray, k: int, chunk: int) -> list[np.ndarray]:
     """For every i, the members j of its top-(k+1) whose own top-(k+1) contains i."""
-    fwd = ranks[:, :k + 1]
-    back = fwd[fwd]                                         # [N, k+1, k+1]
-    mask = (back == np.arange(len(ranks))[:, None, None]).any(2)
-    return [fwd[i][mask[i]] for i in range(len(ranks))]
+    out: list[np.ndarray] = []
+    for s in range(0, len(ranks), chunk):      # [chunk, k+1, k+1] at a time, not [N, ...]
+        fwd = ranks[s:s + chunk, :k + 1]
+        back = ranks[fwd, :k + 1]
+        mask = (back == np.arange(s, s + len(fwd))[:, None, None]).any(2)
+        out.extend(fwd[i][mask[i]] for i in range(len(fwd)))
+    return out
 
 
-def _rerank(rows: RowSource, nq: int, n: int, k1: int, k2: int, lambda_value: float,
-            chunk: int) -> np.ndarray:
+def _encode(rows: RowSource, n: int, k1: int, k2: int, chunk: int):
+    """Passes 1, 2 and 4: the ranks, the row maxima and the query-expanded sparse V."""
     k = max(k1 + 1, k2)
+    if n < k:
+        raise ValueError(f"re-ranking needs more than k1={k1} (and at least k2={k2}) items; "
+                         f"got {n}")
     ranks = np.empty((n, k), np.int64)
     row_max = np.empty(n, np.float32)
     for s in range(0, n, chunk):                            # pass 1: ranks and row maxima
@@ -75,8 +81,8 @@ def _rerank(rows: RowSource, nq: int, n: int, k1: int, k2: int, lambda_value: fl
         ranks[s:s + len(d)] = np.take_along_axis(top, order, 1)
     row_max = np.maximum(row_max, 1e-12)
     half = int(np.around(k1 / 2.0))
-    recip = _reciprocal(ranks, k1)
-    recip_half = _reciprocal(ranks, half)
+    recip = _reciprocal_chunked(ranks, k1, chunk)
+    recip_half = _reciprocal_chunked(ranks, half, chunk)
     indptr, indices, data = [0], [], []
     for s in range(0, n, chunk):                            # pass 2: sparse encoding V
         d = rows(s, min(s + chunk, n)) / row_max[s:min(s + chunk, n), None]
@@ -100,6 +106,12 @@ def _rerank(rows: RowSource, nq: int, n: int, k1: int, k2: int, lambda_value: fl
         a = sp.csr_matrix((np.full(n * k2, 1.0 / k2, np.float32), ranks[:, :k2].ravel(),
                            np.arange(0, n * k2 + 1, k2)), shape=(n, n))
         v = (a @ v).tocsr()
+    return v, row_max
+
+
+def _rerank(rows: RowSource, nq: int, n: int, k1: int, k2: int, lambda_value: float,
+            chunk: int) -> np.ndarray:
+    v, row_max = _encode(rows, n, k1, k2, chunk)
     vg = v[nq:].tocsc()
     ng = n - nq
     final = np.empty((nq, ng), np.float32)
@@ -115,6 +127,65 @@ def _rerank(rows: RowSource, nq: int, n: int, k1: int, k2: int, lambda_value: fl
             jaccard = 1.0 - shared / (2.0 - shared)
             final[i] = jaccard * (1 - lambda_value) + original[r] * lambda_value
     return final
+
+
+def jaccard_graph(features: np.ndarray, k1: int = 30, k2: int = 6, chunk: int = 1024,
+                  max_distance: float = 1.0, max_neighbors: int = 0,
+                  budget: int = 8_000_000) -> sp.csr_matrix:
+    """The k-reciprocal Jaccard distance of every pair of ``features`` as a sparse matrix.
+
+    The same distance as :func:`re_ranking_features` with ``lambda_value=0`` (the
+    encoding V over all the items, with its query expansion), for clustering
+    (:mod:`kreid.adaptation.cluster`): a pair whose expanded k-reciprocal sets do
+    not overlap is at distance 1 and is *not stored*; neither is a pair farther
+    than ``max_distance``, nor, with ``max_neighbors`` > 0, any but each row's
+    ``max_neighbors`` nearest. Stored entries, the diagonal included, are at
+    least 1e-6, so that a distance of zero stays an entry. Never N x N: rows meet
+    V's columns through V's transpose (an inverted index), fully vectorised, in
+    groups of rows whose (row, column, row) incidences stay under ``budget``
+    (about 20 bytes each), so memory is O(N * chunk + nnz(V) + budget +
+    nnz(result)).
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or not np.isfinite(features).all():
+        raise ValueError(f"features: expected a finite [N, D] array, got shape "
+                         f"{features.shape}" + ("" if features.ndim != 2 else
+                                                " with NaN or inf values"))
+    n = len(features)
+    v, _ = _encode(_feature_rows(features[:0], features), n, k1, k2, chunk)
+    vt = v.T.tocsr()                                        # column c -> the rows holding it
+    col_count = np.diff(vt.indptr)
+    per_row = np.bincount(np.repeat(np.arange(n), np.diff(v.indptr)),
+                          weights=col_count[v.indices], minlength=n).astype(np.int64)
+    out, s = [], 0
+    while s < n:                                            # rows [s, e) within the budget
+        e = s + max(1, int(np.searchsorted(np.cumsum(per_row[s:]), budget, side="right")))
+        e = min(e, n)
+        block = v[s:e].tocoo()                              # (i, c, V_ic) of the rows
+        counts = col_count[block.col]
+        starts = np.repeat(vt.indptr[block.col], counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        pos = starts + offsets                              # every (i, c, j) with V_jc > 0
+        shared = sp.coo_matrix(
+            (np.minimum(np.repeat(block.data, counts), vt.data[pos]),
+             (np.repeat(block.row, counts), vt.indices[pos])),
+            shape=(e - s, n)).tocsr()                       # duplicates summed: sum_c min
+        del starts, offsets, pos
+        shared.sum_duplicates()
+        dist = 1.0 - shared.data / (2.0 - shared.data)
+        keep = dist <= max_distance
+        if max_neighbors > 0:                               # each row's nearest only
+            row = np.repeat(np.arange(e - s), np.diff(shared.indptr))
+            order = np.lexsort((dist, row))                 # by row, then distance
+            rank = np.empty(len(dist), np.int64)
+            rank[order] = np.arange(len(dist)) - shared.indptr[row[order]]
+            keep &= rank < max_neighbors
+        shared.data = np.maximum(dist, 1e-6).astype(np.float32)
+        shared.data[~keep] = 0.0
+        shared.eliminate_zeros()
+        out.append(shared)
+        s = e
+    return sp.vstack(out, format="csr")
 
 
 def re_ranking(q_g_dist: np.ndarray, q_q_dist: np.ndarray, g_g_dist: np.ndarray, k1: int = 20,

@@ -89,6 +89,32 @@ def load_model(path: str) -> keras.Model:
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 
+def init_from(path: str, model: keras.Model) -> None:
+    """Copy the weights of a saved kreid model (a run's ``embedding.keras``) into ``model``,
+    built by the same config: the start of a fine-tuning or an adaptation run. Every
+    weight must match in order and shape; the first that does not is named, with the
+    file."""
+    from kreid.errors import ConfigValueError
+
+    try:
+        source = load_model(path)
+    except FileNotFoundError as exc:
+        raise ConfigValueError(f"config.init_from={path!r}: {exc}") from exc
+    src, dst = source.weights, model.weights
+    if len(src) != len(dst):
+        raise ConfigValueError(
+            f"config.init_from={path!r}: the file's model has {len(src)} weights, this "
+            f"run's {model.name!r} has {len(dst)}; train with the config that made the file "
+            "(config.model, config.image_size)")
+    for a, b in zip(src, dst):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ConfigValueError(
+                f"config.init_from={path!r}: weight {a.path} has shape {tuple(a.shape)}, this "
+                f"run's {b.path} {tuple(b.shape)}")
+    for a, b in zip(src, dst):
+        b.assign(a)
+
+
 def all_layers(model: keras.Model) -> list:
     """``model`` and every layer inside it, nested sub-models and layers' own sublayers
     included (Keras 3 has no public recursive walk: this is the one call to its private

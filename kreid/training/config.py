@@ -26,6 +26,9 @@ def base_config() -> ml_collections.ConfigDict:
     # split_seed: which ids are held out (-1: config.seed; fix it to compare seeds on one split)
     c.validation = dict(holdout_ids=0, every=0, protocol="market", split_seed=-1)
     c.model = dict(name="lunet", embedding_dim=128, kwargs={})
+    # a saved kreid model (a run's embedding.keras, same model config) whose weights start
+    # this run: fine-tuning, domain adaptation; a checkpoint to resume from wins over it
+    c.init_from = ""
     c.image_size = (128, 64)           # (H, W)
     c.preprocessing = ""               # "" = the model's own (kreid.models.PREPROCESSING)
     c.augment = dict(crop=True, flip=True, erasing_prob=0.0, jitter=0.0, padding=0)
@@ -66,6 +69,21 @@ def base_config() -> ml_collections.ConfigDict:
     # on L2-normalised features), k-reciprocal re-ranking (Ghosh et al. on VeRi/Duke)
     c.final_eval = dict(enabled=True, tta="none", protocol="market", metric="euclidean",
                         rerank=False)
+    # domain adaptation (bin/adapt.py, kreid.adaptation): from config.init_from (the source
+    # model) to target's crops, its train split read without its labels (its query and
+    # gallery, if any, score every round); rounds of embed -> k-reciprocal Jaccard ->
+    # DBSCAN (eps a Jaccard distance, or 0: MMT's rule from rho) -> training on the clusters
+    # with losses + the cluster memory (Cluster Contrast), Adam at a constant base_lr.
+    # labels "oracle": the target's true labels instead of clusters (the supervised bound)
+    # k1, k2: the k-reciprocal neighbourhoods (SpCL's 30, 6 suit ~17 crops per person;
+    # kreid's 5, 2 were chosen on VIPeR for a few crops or tracks per person, #28)
+    # a round trains epochs passes over its clustered crops (Cluster Contrast: about 4 per
+    # re-clustering on Market), or steps when steps > 0
+    c.adapt = dict(target=dict(name="", root="", options={}), rounds=5, epochs=4.0, steps=0,
+                   base_lr=3.5e-5, eps=0.0, rho=1.6e-3, min_samples=2, k1=5, k2=2,
+                   losses=dict(batch_hard=dict(weight=1.0, margin="soft")),
+                   memory=dict(weight=1.0, temperature=0.05, momentum=0.2),
+                   labels="clusters")
     return c
 
 

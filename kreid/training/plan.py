@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import types
 from typing import Any, Mapping
 
@@ -38,7 +39,8 @@ from kreid_edge.preprocessing import PREPROCESSING
 UNITS = ("step", "epoch")
 # keys whose value is free-form (a dataset's or a model's own arguments, loss terms; the
 # stages are read one by one over base.stage_defaults())
-FREE_FORM = ("dataset.options", "model.kwargs", "losses", "stages")
+FREE_FORM = ("dataset.options", "model.kwargs", "losses", "stages", "adapt.target.options",
+             "adapt.losses")
 
 
 # ------------------------------------------------------------------------ the plan
@@ -115,6 +117,25 @@ class FinalEvalPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdaptPlan:
+    """Domain adaptation (:mod:`kreid.adaptation`); read by ``bin/adapt.py`` only."""
+
+    target: DatasetPlan        # name "" = not configured
+    rounds: int
+    epochs: float              # passes over a round's clustered crops
+    steps: int                 # training steps per round (0: from epochs)
+    base_lr: float
+    eps: float | str           # a Jaccard distance, or "auto" (config 0: MMT's rho rule)
+    rho: float
+    min_samples: int
+    k1: int
+    k2: int
+    losses: Mapping[str, Any]  # the round's terms besides the memory
+    memory: Mapping[str, Any]  # cluster_memory's weight, temperature, momentum
+    labels: str                # clusters | oracle
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributionPlan:
     strategy: str
     devices: tuple[str, ...]
@@ -160,6 +181,7 @@ class Plan:
     skip_corrupt: bool
     validation: ValidationPlan
     model: ModelPlan
+    init_from: str             # "" or a saved kreid model whose weights start the run
     image_size: tuple[int, int]
     preprocessing: str         # "" = the model's own (kreid.models.preprocessing)
     augment: AugmentConfig
@@ -176,6 +198,7 @@ class Plan:
     ohm: OHMPlan
     qat: QATPlan
     final_eval: FinalEvalPlan
+    adapt: AdaptPlan
     config: Mapping[str, Any]
 
     @property
@@ -275,6 +298,7 @@ def resolve(config) -> Plan:
         skip_corrupt=_bool(c["skip_corrupt"], "skip_corrupt"),
         validation=_validation(c["validation"], seed),
         model=_model(c["model"]),
+        init_from=_init_from(c["init_from"]),
         image_size=_image_size(c["image_size"]),
         preprocessing=_str(c["preprocessing"], "preprocessing",
                            ("", *PREPROCESSING)),
@@ -293,6 +317,7 @@ def resolve(config) -> Plan:
                     _int(c["ohm"]["identities"], "ohm.identities", 2)),
         qat=qat,
         final_eval=_final_eval(c["final_eval"]),
+        adapt=_adapt(c["adapt"]),
         config=types.MappingProxyType(c))
     for stage in plan.stages:          # what a term needs of the rest of the plan
         for term in stage.terms:
@@ -335,6 +360,16 @@ def _model(m: dict) -> ModelPlan:
         raise ConfigValueError(f"config.model (name={name!r}, embedding_dim={dim}, "
                                f"kwargs={kwargs}): {exc}") from exc
     return ModelPlan(name, dim, types.MappingProxyType(dict(kwargs)))
+
+
+def _init_from(path) -> str:
+    path = _str(path, "init_from")
+    if path and not (path.endswith(".keras") and os.path.isfile(path)):
+        raise ConfigValueError(f"config.init_from={path!r}: expected a saved kreid model "
+                               "(.keras, e.g. a run's embedding.keras); "
+                               + ("not a .keras file" if os.path.isfile(path)
+                                  else "no such file"))
+    return path
 
 
 def _image_size(size) -> tuple[int, int]:
@@ -392,6 +427,41 @@ def _qat_stage(qat: QATPlan, last: StagePlan) -> StagePlan:
     schedule = dataclasses.replace(ScheduleConfig(), kind="exponential", base_lr=qat.base_lr,
                                    t0=half, t1=max(qat.steps, half + 1), beta1_switch=False)
     return StagePlan(qat.steps, "step", last.terms, False, False, schedule, "step", qat=True)
+
+
+def _adapt(a: dict) -> AdaptPlan:
+    t = a["target"]
+    if not isinstance(t["options"], dict):
+        _fail_type("adapt.target.options", t["options"], "a dict of the loader's options")
+    target = DatasetPlan(_str(t["name"], "adapt.target.name"),
+                         _str(t["root"], "adapt.target.root"),
+                         types.MappingProxyType(dict(t["options"])))
+    if target.name:
+        from kreid.data import datasets
+
+        _str(target.name, "adapt.target.name", tuple(datasets.names()))
+    eps = _float(a["eps"], "adapt.eps", 0.0)
+    if eps >= 1.0:
+        raise ConfigValueError(f"config.adapt.eps={eps}: a Jaccard distance in (0, 1), or 0 "
+                               "for MMT's rule (adapt.rho)")
+    eps = eps or "auto"
+    k1 = _int(a["k1"], "adapt.k1", 1)
+    memory = {k: _float(a["memory"][k], f"adapt.memory.{k}", 0.0)
+              for k in ("weight", "temperature", "momentum")}
+    if not isinstance(a["losses"], dict):
+        _fail_type("adapt.losses", a["losses"], "a dict of loss terms")
+    parse_losses(dict(a["losses"]), "config.adapt.losses")       # names and options checked
+    epochs, steps = _float(a["epochs"], "adapt.epochs", 0.0), _int(a["steps"], "adapt.steps", 0)
+    if not (epochs > 0 or steps > 0):
+        raise ConfigValueError("config.adapt: epochs or steps must be positive (the length "
+                               "of a round)")
+    return AdaptPlan(target, _int(a["rounds"], "adapt.rounds", 1), epochs, steps,
+                     _float(a["base_lr"], "adapt.base_lr", 0.0),
+                     eps, _float(a["rho"], "adapt.rho", 0.0),
+                     _int(a["min_samples"], "adapt.min_samples", 2), k1,
+                     _int(a["k2"], "adapt.k2", 1), types.MappingProxyType(dict(a["losses"])),
+                     types.MappingProxyType(memory),
+                     _str(a["labels"], "adapt.labels", ("clusters", "oracle")))
 
 
 def _final_eval(f: dict) -> FinalEvalPlan:

@@ -45,6 +45,7 @@ from keras import layers
 
 from kreid.errors import ConfigError, ConfigTypeError, ConfigValueError
 from kreid.losses import margin_softmax as ms
+from kreid.losses import memory as memory_loss
 from kreid.losses import triplet_family as tfam
 from kreid.losses import unified
 from kreid.models import heads
@@ -535,6 +536,83 @@ class RPTM(Term):
         return tfam.given_positive(x.global_emb, x.global_labels, positives,
                                    margin=self.o["margin"], metric=self.o["metric"],
                                    hardest_positive=self.o["positive"] == "hardest")
+
+
+@keras.saving.register_keras_serializable(package="kreid")
+class ClusterMemoryHead(layers.Layer):
+    """The cluster memory: one normalised centroid per pseudo-identity, not trained by
+    gradients but moved by :func:`kreid.losses.memory.momentum_update` after each step.
+    ``centroids``: a ``.npy`` file of the clusters' initial centroids [C, D] (written by
+    the adaptation round, :mod:`kreid.adaptation`); without one the memory starts at
+    random unit vectors. A checkpoint restores the memory as it was."""
+
+    def __init__(self, num_classes: int, momentum: float = 0.2, centroids: str = "",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.momentum, self.centroids = int(num_classes), momentum, centroids
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        if self.centroids:
+            try:
+                init = np.load(self.centroids)
+            except OSError as exc:
+                raise ConfigValueError(f"config.losses.cluster_memory.centroids="
+                                       f"{self.centroids!r}: cannot read it ({exc})") from exc
+            if init.shape != (self.num_classes, dim) or not np.isfinite(init).all():
+                raise ConfigValueError(
+                    f"config.losses.cluster_memory.centroids={self.centroids!r}: shape "
+                    f"{init.shape}, expected ({self.num_classes}, {dim}) finite values (one "
+                    "centroid per training identity, in label order)")
+            init = init / np.maximum(np.linalg.norm(init, axis=1, keepdims=True), 1e-12)
+            initializer = keras.initializers.Constant(init.astype(np.float32))
+        else:
+            initializer = keras.initializers.RandomNormal(seed=0)
+        self.memory = self.add_weight(name="memory", shape=(self.num_classes, dim),
+                                      initializer=initializer, trainable=False)
+        if not self.centroids:
+            self.memory.assign(tf.math.l2_normalize(self.memory, 1))
+
+    def call(self, emb, labels, temperature: float = 0.05, training: bool = False):
+        loss = memory_loss.cluster_nce(emb, labels, self.memory, temperature)
+        if training:
+            with tf.control_dependencies([loss]):
+                self.memory.assign(memory_loss.momentum_update(self.memory, emb, labels,
+                                                               self.momentum))
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "momentum": self.momentum, "centroids": self.centroids}
+
+
+@register
+class ClusterMemory(Term):
+    """Cluster-memory contrastive loss on pseudo-identities (Dai et al. 2021, ClusterNCE;
+    kreid's domain adaptation): temperature 0.05 and momentum 0.2 as in the authors'
+    code; ``centroids`` the round's initial cluster centres (a ``.npy`` file)."""
+
+    name = "cluster_memory"
+    options = {"temperature": Option("float", 0.05), "momentum": Option("float", 0.2),
+               "centroids": Option("str", "", doc="initial centroids [C, D] (.npy)")}
+
+    def check_plan(self, plan) -> None:
+        if not 0.0 <= self.o["momentum"] < 1.0 or self.o["temperature"] <= 0:
+            raise ConfigValueError(
+                f"config.losses.cluster_memory: momentum={self.o['momentum']} must be in "
+                f"[0, 1) and temperature={self.o['temperature']} positive")
+
+    def make_head(self, num_classes, embedding_dim, num_attributes):
+        return ClusterMemoryHead(num_classes, self.o["momentum"], self.o["centroids"],
+                                 name="cluster_memory")
+
+    def build_head(self, embedding_dim):
+        if not self.head.built:
+            self.head.build((None, embedding_dim))
+
+    def __call__(self, x: Inputs) -> tf.Tensor:
+        return self.head(x.global_emb, x.global_labels, temperature=self.o["temperature"],
+                         training=x.training)
 
 
 def _check_triplet_batch(term: Term, plan) -> None:

@@ -160,6 +160,8 @@ class Trainer:
                         f"config.model (name={p.model.name!r}, embedding_dim="
                         f"{p.model.embedding_dim}, kwargs={kwargs}): {exc}") from exc
             precision.check_biases(model)
+            if p.init_from:                # the start of a fine-tuning (a checkpoint wins)
+                models.init_from(p.init_from, model)
             if self.replicas.num > 1 and p.distribution.sync_bn:
                 for layer in models.all_layers(model):
                     if isinstance(layer, tf.keras.layers.BatchNormalization):

@@ -356,3 +356,25 @@ def test_the_beta1_switch_reaches_adams_update():
         np.testing.assert_allclose(moment.numpy(), m, rtol=1e-6)
         g = g * 2.0
     assert float(beta1.numpy()) == 0.5
+
+
+def test_init_from_starts_a_run_from_a_saved_model(synthetic_root, tmp_path):
+    from kreid.errors import ConfigValueError
+
+    source = Trainer(_config(synthetic_root, seed=1), str(tmp_path / "src"), progress=False)
+    path = str(tmp_path / "src.keras")
+    source.model.save(path)
+    started = Trainer(_config(synthetic_root, seed=2, init_from=path), str(tmp_path / "dst"),
+                      progress=False)
+    fresh = Trainer(_config(synthetic_root, seed=2), str(tmp_path / "fresh"), progress=False)
+    for a, b, c in zip(source.model.weights, started.model.weights, fresh.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(c))
+               for a, c in zip(source.model.weights, fresh.model.weights))
+    wider = _config(synthetic_root, init_from=path)
+    wider.model.embedding_dim = 48
+    with pytest.raises(ConfigValueError, match=r"config.init_from=.*src.keras.*shape"):
+        Trainer(wider, str(tmp_path / "w"), progress=False)
+    with pytest.raises(ConfigValueError, match="init_from=.*no such file"):
+        Trainer(_config(synthetic_root, init_from=str(tmp_path / "none.keras")),
+                str(tmp_path / "n"), progress=False)

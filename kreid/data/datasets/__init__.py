@@ -41,3 +41,5 @@ from kreid.data.datasets import mars  # noqa: E402,F401
 from kreid.data.datasets import vehicles  # noqa: E402,F401
 from kreid.data.datasets import generic  # noqa: E402,F401
 from kreid.data.datasets import joint  # noqa: E402,F401
+from kreid.data.datasets import unlabelled  # noqa: E402,F401
+from kreid.data.datasets import pseudo  # noqa: E402,F401
