@@ -129,3 +129,17 @@ def test_smoke_every_study(name, tmp_path, monkeypatch):
     again = reproduction.run(name, str(tmp_path), "", seeds=(0,), steps=1, smoke=True,
                              progress=False)
     assert json.dumps(again["rows"]) == json.dumps(summary["rows"])     # NaN spreads
+
+
+def test_a_claim_beyond_the_budget_is_not_measurable(tmp_path):
+    study = reproduction.STUDIES["hermans_table1"]
+    for seed, (ohm, rnd, bh) in enumerate([(0.10, 0.30, 0.50), (0.11, 0.31, 0.52),
+                                           (0.12, 0.32, 0.51)]):
+        _write_result(tmp_path, study.name, "Trip.+OHM 0.2", seed, ohm)
+        _write_result(tmp_path, study.name, "Trip. 0.2", seed, rnd)
+        _write_result(tmp_path, study.name, "BH 0.2", seed, bh)
+    summary = reproduction.tables.summarise(study, str(tmp_path), (0, 1, 2))
+    by = {(c["better"], c["worse"]): c["verdict"] for c in summary["claims"]}
+    assert by[("Trip.+OHM 0.2", "Trip. 0.2")].startswith("not measurable at this budget")
+    assert by[("BH 0.2", "Trip.+OHM 0.2")].startswith("not measurable at this budget")
+    assert by[("BA 0.2", "Trip. 0.2")] == "not run"

@@ -43,6 +43,7 @@ class Claim:
     metric: str = "mAP"
     kind: str = "paper"                      # "kreid": kreid's own question, not counted
     needs_classifier: bool = False           # both arms' classifiers must have trained
+    beyond_budget: str = ""                  # why this budget cannot decide it (#29)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,11 @@ def base_config(study: Study, data_root: str, steps: int, smoke: bool, out_dir: 
     c.rptm.cache_dir = os.path.join(out_dir, "rptm_cache")
     c.ohm = dict(every=max(1, steps // 3), identities=20 if smoke else 100)
     return c
+
+
+# #29: 300 steps of 21 sampled triplets barely train the vanilla triplet loss, whatever
+# the mining (benchmarks/ohm_probe.py: 3.5-5.3 validation mAP, chance 1.5, batch hard 15.6)
+_TRIPLETS_300 = "the triplet arms barely learn in 300 steps, benchmarks/ohm_probe.py"
 
 
 def _losses(**terms):
@@ -180,9 +186,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
             Claim("BA 0.2", "Trip. 0.2", "\"the vanilla triplet loss with randomly sampled "
                   "triplets performs poorly\""),
             Claim("Trip.+OHM 0.2", "Trip. 0.2", "offline hard mining \"sometimes increase[s] "
-                  "dramatically\" the scores"),
+                  "dramatically\" the scores", beyond_budget=_TRIPLETS_300),
             Claim("BH 0.2", "Trip.+OHM 0.2", "the re-formulations \"perform similarly to or "
-                  "better than the best OHM run\""),
+                  "better than the best OHM run\"", beyond_budget=_TRIPLETS_300),
         ),
         split="val", augment=False),
     Study(

@@ -119,6 +119,8 @@ def summarise(study: Study, out_dir: str, seeds) -> dict:
                if claim.needs_classifier and arm.split(" ")[0] in untrained]
         if why and a and b:
             text = f"not measurable (classifier not trained: {why[0]})"
+        if claim.beyond_budget and a and b:
+            text = f"not measurable at this budget ({claim.beyond_budget})"
         claims.append(dict(better=claim.better, worse=claim.worse, paper=claim.text,
                            metric=claim.metric, difference=diff, p=p, verdict=text,
                            kind=claim.kind))
