@@ -43,7 +43,6 @@ them as instances).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -56,7 +55,8 @@ from kreid.data import datasets, pipeline
 from kreid.data.datasets import pseudo
 from kreid.errors import ConfigValueError, EmptySplitError
 from kreid.training.plan import Plan, resolve
-from kreid_edge.files import write_bytes, write_text
+from kreid.evaluation.reports import write_json
+from kreid_edge.files import atomic_write
 
 
 def _round_dir(workdir: str, r: int) -> str:
@@ -66,16 +66,6 @@ def _round_dir(workdir: str, r: int) -> str:
 def _read_json(path: str):
     with open(path) as f:
         return json.load(f)
-
-
-def _write_json(path: str, value) -> None:
-    write_text(path, json.dumps(value, indent=2, default=float) + "\n")
-
-
-def _save_npy(path: str, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    write_bytes(path, buf.getvalue())
 
 
 def check_plan(plan: Plan) -> None:
@@ -121,15 +111,12 @@ def round_config(plan: Plan, round_dir: str, start: str, num_clusters: int, num_
 
 
 def _embed(model_path: str, records, out: str) -> np.ndarray:
-    if os.path.exists(out):
-        return np.load(out)["embeddings"]
-    from kreid.evaluation.embed import embed_records, load_embedder
+    """The round's embeddings of the target crops (``out``, written once, reused on resume)."""
+    from kreid.evaluation.embed import EmbeddingSet, embed_records, load_embedder
 
-    emb = embed_records(load_embedder(model_path), records, label="target").embeddings
-    buf = io.BytesIO()
-    np.savez(buf, embeddings=emb, paths=np.array([r.path for r in records]))
-    write_bytes(out, buf.getvalue())
-    return emb
+    if not os.path.exists(out):
+        embed_records(load_embedder(model_path), records, label="target").save(out)
+    return EmbeddingSet.load(out).embeddings
 
 
 def _cluster_round(plan: Plan, records, truth, emb, rdir: str) -> dict:
@@ -157,9 +144,10 @@ def _cluster_round(plan: Plan, records, truth, emb, rdir: str) -> dict:
              "seconds": round(time.perf_counter() - start, 2)}
     if truth is not None:
         stats["agreement"] = clustering.agreement(result.labels, truth)
-    _save_npy(os.path.join(rdir, "centroids.npy"), result.centroids(emb))
+    with atomic_write(os.path.join(rdir, "centroids.npy")) as f:
+        np.save(f, result.centroids(emb))
     pseudo.write_labels(os.path.join(rdir, pseudo.LABELS), records, result.labels)
-    _write_json(path, stats)
+    write_json(stats, path)
     return stats
 
 
@@ -215,7 +203,7 @@ def adapt(config, workdir: str, progress: bool = True) -> dict:
                     "clusters": stats, "train_loss": result.scalars.get("loss/total"),
                     "test": _metrics(result.scalars.get("test")),
                     "seconds": round(time.perf_counter() - began, 1)}
-            _write_json(done, info)
+            write_json(info, done)
         summary["rounds"].append(info)
         start = info["model"]
         if progress:
@@ -226,7 +214,7 @@ def adapt(config, workdir: str, progress: bool = True) -> dict:
                   + (f": rank-1 {test['rank1']:.2%}, mAP {test['mAP']:.2%}" if test else "")
                   + f"; ETA {left / 60:.1f} min", flush=True)
     summary["model"] = start
-    _write_json(os.path.join(workdir, "adapt.json"), summary)
+    write_json(summary, os.path.join(workdir, "adapt.json"))
     return summary
 
 
@@ -253,5 +241,5 @@ def _direct(plan: Plan, target, workdir: str) -> dict:
                                          label="direct transfer")
     print("direct transfer:", reports.summary_line(res), flush=True)
     out = _metrics(res)
-    _write_json(path, out)
+    write_json(out, path)
     return out
