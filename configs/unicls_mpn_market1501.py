@@ -19,7 +19,10 @@ with MPN-tuplet loss and the FC layer corresponding to the classification
 loss" (``freeze_model``); stage 3 (481-600): joint fine-tuning with the best
 row's losses, MPN-tuplet + Tri. + Cls., where "Tri." is the Baseline's
 "soft-margin triplet loss (with cosine similarity, without hard mining)" over
-"all the triplets within a batch" (batch all, soft margin, cosine).
+"all the triplets within a batch", in the unified two-class form with the
+learnable temperature "for each loss" (``unified_triplet``: softplus((S(a, n) -
+S(a, p)) / tau), every triplet, cosine; #29, it was a batch-all softplus
+without tau).
 Not given by the paper (kreid's choices; the learning rates are in its
 supplement, not available here): the rates, warm-up and decay (BoT's), weight
 decay 5e-4, no label smoothing, the temperature's initial value 0.1, the
@@ -40,7 +43,7 @@ def get_config():
     c.batch.p, c.batch.k = 16, 4
     c.optimizer = dict(name="adam", weight_decay=5e-4)
     cls = dict(weight=1.0, label_smoothing=0.0, bn=False)
-    tri = dict(weight=1.0, margin="soft", metric="cosine")
+    tri = dict(weight=1.0)                 # unified_triplet: cosine, every triplet, tau
     c.stages = [
         dict(steps=360, losses=dict(bnneck_ce=cls, prototypical=dict(weight=1.0)),
              schedule=dict(kind="warmup_step", base_lr=3.5e-4, warmup_steps=10,
@@ -49,7 +52,7 @@ def get_config():
         dict(steps=120, freeze_model=True,
              losses=dict(mpn=dict(weight=1.0, reduction=8, temperature=0.1), bnneck_ce=cls),
              schedule=dict(kind="constant", base_lr=3.5e-4)),
-        dict(steps=120, losses=dict(mpn=dict(weight=1.0), batch_all=tri, bnneck_ce=cls),
+        dict(steps=120, losses=dict(mpn=dict(weight=1.0), unified_triplet=tri, bnneck_ce=cls),
              schedule=dict(kind="constant", base_lr=3.5e-5)),
     ]
     c.stage_unit = "epoch"                 # stage "steps" above are epochs (360/120/120)

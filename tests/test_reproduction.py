@@ -143,3 +143,25 @@ def test_a_claim_beyond_the_budget_is_not_measurable(tmp_path):
     assert by[("Trip.+OHM 0.2", "Trip. 0.2")].startswith("not measurable at this budget")
     assert by[("BH 0.2", "Trip.+OHM 0.2")].startswith("not measurable at this budget")
     assert by[("BA 0.2", "Trip. 0.2")] == "not run"
+
+
+def test_classifier_claims_find_their_arm_by_its_full_name(tmp_path):
+    """needs_classifier looks the arm up by its whole name ("RPTM mean" is not "RPTM") or
+    by the arm a derived row extends ("IDE xqda" -> "IDE"); a trained classifier passes."""
+    study = reproduction.STUDIES["zhang_unified"]
+    untrained = {"train_losses": {"loss/bnneck_ce": 6.2}, "num_classes": 743}
+    trained = {"train_losses": {"loss/bnneck_ce": 1.0}, "num_classes": 743}
+    for seed, (nt, cls) in enumerate([(0.30, 0.10), (0.31, 0.11), (0.32, 0.12)]):
+        _write_result(tmp_path / "a", study.name, "N-tuplet+Cls.", seed, nt, **trained)
+        _write_result(tmp_path / "a", study.name, "Cls.", seed, cls, **untrained)
+        _write_result(tmp_path / "b", study.name, "N-tuplet+Cls.", seed, nt, **trained)
+        _write_result(tmp_path / "b", study.name, "Cls.", seed, cls, **trained)
+    verdicts = [{(c["better"], c["worse"]): c["verdict"] for c in
+                 reproduction.tables.summarise(study, str(tmp_path / d), (0, 1, 2))["claims"]}
+                for d in ("a", "b")]
+    assert verdicts[0][("N-tuplet+Cls.", "Cls.")].startswith("not measurable (classifier")
+    assert verdicts[1][("N-tuplet+Cls.", "Cls.")] == "reproduced"
+    ide = reproduction.STUDIES["hermans_ide_xqda"]
+    assert reproduction.tables._arm_of(ide, "IDE xqda") == "IDE"
+    assert reproduction.tables._arm_of(reproduction.STUDIES["ghosh_rptm"],
+                                       "RPTM mean") == "RPTM mean"

@@ -37,8 +37,10 @@ picks the image with the fewest matches whatever the mode; kreid follows the
 paper's text.
 
 Batches (:class:`RPTMSampler`), ``layout="anchors"`` (the default since
-#29): P identities x K images, every one an anchor, each followed in the
-batch by its RPTM positive (2 x P x K images): the paper's "randomly chosen
+#29): P identities x K images, every one an anchor, their RPTM positives
+appended after them (2 x P x K images; the positives do not anchor, so the
+anchors are exactly the P x K sample and ``positive="hardest"`` has the same
+anchors): the paper's "randomly chosen
 instance" as anchor with its chosen positive, and the authors' code, whose
 every batch image is an anchor with a positive loaded for it. Negatives are
 batch-hard over every other-identity image of the batch (Eq. 8, "S_b"; the

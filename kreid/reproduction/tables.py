@@ -87,6 +87,13 @@ def untrained_classifier(result: dict) -> str:
     return ""
 
 
+def _arm_of(study: Study, row: str) -> str:
+    """The trained arm a table row comes from: the row itself ("RPTM mean"), or the
+    longest arm name it extends ("IDE xqda" -> "IDE", "128x64 five_flip" -> "128x64")."""
+    names = sorted((a.name for a in study.arms if a.trained), key=len, reverse=True)
+    return next((n for n in names if row == n or row.startswith(n + " ")), row)
+
+
 def summarise(study: Study, out_dir: str, seeds) -> dict:
     values: dict[str, dict[str, list[float]]] = {}
     distractors: dict[int, list[dict]] = {}
@@ -115,8 +122,9 @@ def summarise(study: Study, out_dir: str, seeds) -> dict:
         b = values.get(claim.worse, {}).get(claim.metric, [])
         text, diff, p = verdict(a, b) if a and b else ("not run", float("nan"),
                                                        float("nan"))
-        why = [untrained[arm] for arm in (claim.better, claim.worse)
-               if claim.needs_classifier and arm.split(" ")[0] in untrained]
+        why = [untrained[arm] for arm in (_arm_of(study, claim.better),
+                                          _arm_of(study, claim.worse))
+               if claim.needs_classifier and arm in untrained]
         if why and a and b:
             text = f"not measurable (classifier not trained: {why[0]})"
         if claim.beyond_budget and a and b:

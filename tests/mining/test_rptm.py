@@ -142,9 +142,10 @@ def test_sampler_pairs_anchor_and_positive():
         rptm.RPTMSampler(matrix, p=2, k=2, layout="triplets")
 
 
-def test_every_image_of_a_batch_anchors_with_its_positive_appended():
-    """The default layout (#29, the paper and the authors' code): P x K anchors, each with
-    its RPTM positive in the second half of the batch; K may be odd."""
+def test_every_sampled_image_anchors_with_its_positive_appended():
+    """The default layout (#29, the paper and the authors' code): every one of the P x K
+    sampled images anchors, its RPTM positive in the second half of the batch (the
+    appended positives do not anchor); K may be odd."""
     members = {1: np.array([0, 1, 2]), 2: np.array([3, 4]), 3: np.array([5, 6, 7, 8])}
     blocks = {1: np.array([[-1, 5, 9], [5, -1, 2], [9, 2, -1]]), 2: np.array([[-1, 3], [3, -1]]),
               3: np.array([[-1, 1, 2, 3], [1, -1, 4, 5], [2, 4, -1, 6], [3, 5, 6, -1]])}
