@@ -4,8 +4,8 @@ table (its base config, arms and claims); :data:`STUDIES` holds them by name.
 Every study shares one CPU-scale recipe (:func:`base_config`): the ImageNet
 MobileNetV2 of issue 13 (offline weights, ``make weights``) at 128x64 on
 CUHK03-labeled, P=16 K=4, Adam 3.5e-4 with Eq. (9) decay over the second half,
-:data:`DEFAULT_STEPS` steps per run (about 2.5 minutes on 2 cores), seeds 0
-and 1. Why not LuNet, as Hermans et al.'s Table 1 does ("LuNet trained from
+:data:`DEFAULT_STEPS` steps per run (about 2.5 minutes on 2 cores), seeds 0,
+1 and 2 (``bin/reproduce.py``'s default: #29's rule needs three). Why not LuNet, as Hermans et al.'s Table 1 does ("LuNet trained from
 scratch on images downsampled by a factor of two"): measured here, LuNet at
 64x32 from scratch after 300 steps of soft-margin batch hard scores mAP 1.6% /
 rank-1 0.0% on the 150 held-out identities (chance: about 1.5%) and 3.0% /
@@ -120,7 +120,9 @@ def _three_stage(final: dict):
     meta-learner alone on the frozen network, 20% joint fine-tuning with ``final``. The
     rate is the one schedule every arm of the study has (#29: constant to half the steps,
     then Eq. 9's decay), continued across the stages (``offset``), so that the MPN arms
-    differ from the others in their losses only."""
+    see the others' rates. They still differ in more than their losses: each stage
+    starts a fresh Adam, stage 2 freezes the network, and stage 3 runs at 0.1-1.6% of
+    the base rate, so at 300 steps the network trains 180 (``_MPN_300``)."""
     def apply(c):
         steps = int(c.total_steps)
         s1, s2 = int(0.6 * steps), int(0.2 * steps)
